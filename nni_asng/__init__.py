@@ -1,0 +1,12 @@
+"""Probabilistic one-shot NAS strategies for Microsoft NNI 3.0.
+
+>>> from nni.nas.experiment import NasExperiment
+>>> import nni_asng
+>>> NasExperiment(model_space, evaluator, nni_asng.ASNG()).run()      # doctest: +SKIP
+"""
+from .oneshot import (ASNG, PDAS, SNG, ArchitectureError, NonFiniteLossError, SearchSpaceEncoding,
+                      UnsupportedSpaceError)
+
+__version__ = '0.1.0'
+__all__ = ['ASNG', 'PDAS', 'SNG', 'SearchSpaceEncoding', 'UnsupportedSpaceError', 'ArchitectureError',
+           'NonFiniteLossError']

@@ -1,0 +1,149 @@
+"""Independent Gaussians for integer / ordinal variables in expectation parameters.
+
+asng-nas §2.4: P_θ = N(μ_1, σ_1²) × … with θ = (μ_i, μ_i² + σ_i²) per variable, sufficient
+statistic T(c) = (c, c²), so the natural gradient of the log-likelihood is again T(c) − θ.
+Samples stay real-valued for the update; clipping to [low, high] and rounding happen only when
+an architecture is evaluated (asng-nas §3.3, "ASNG-NAS (Int)"). θ is stored flat as
+``[μ_1, m_1, μ_2, m_2, …]`` with m_i = μ_i² + σ_i².
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+class GaussianDistribution:
+    """Product of independent 1-D Gaussians over variables with bounds ``[low_i, high_i]``.
+
+    Parameters
+    ----------
+    low, high
+        Bounds of each variable; evaluation clips to them.
+    integer
+        Round to the nearest integer on evaluation (True for integer variables such as channels).
+    std_min
+        Lower bound on σ after each update, so the distribution never degenerates. The default
+        1/4 keeps neighbouring integers reachable; the upper bound is (high − low)/2.
+    mean, std
+        Initial parameters; default to the middle of the range and σ = (high − low)/2.
+    """
+
+    def __init__(self, low: Sequence[float], high: Sequence[float], integer: bool = True,
+                 std_min: float = 0.25, mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
+        self.low = np.asarray(low, dtype=float).reshape(-1)
+        self.high = np.asarray(high, dtype=float).reshape(-1)
+        if self.low.size == 0 or self.low.shape != self.high.shape:
+            raise ValueError(f'low and high must be non-empty and of equal length, got {self.low} and {self.high}')
+        if not (np.all(np.isfinite(self.low)) and np.all(np.isfinite(self.high))) or np.any(self.high <= self.low):
+            raise ValueError(f'every variable needs finite bounds with low < high, got low={self.low.tolist()} '
+                             f'high={self.high.tolist()}')
+        self.integer = bool(integer)
+        self.std_max = (self.high - self.low) / 2.0
+        self.std_min = np.minimum(float(std_min), self.std_max)
+        mu = (self.low + self.high) / 2.0 if mean is None else np.asarray(mean, dtype=float).reshape(-1)
+        sigma = self.std_max if std is None else np.asarray(std, dtype=float).reshape(-1)
+        self._theta = np.stack([mu, mu ** 2 + sigma ** 2], axis=1).reshape(-1)
+        self.project()
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def num_variables(self) -> int:
+        return int(self.low.size)
+
+    @property
+    def num_parameters(self) -> int:
+        """n_θ = 2 per variable."""
+        return 2 * self.num_variables
+
+    @property
+    def theta(self) -> np.ndarray:
+        return self._theta
+
+    @theta.setter
+    def theta(self, value: np.ndarray) -> None:
+        value = np.array(value, dtype=float).reshape(-1)
+        if value.size != 2 * self.num_variables or not np.all(np.isfinite(value)):
+            raise ValueError(f'theta must be {2 * self.num_variables} finite numbers, got {value}')
+        self._theta = value
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self._theta[0::2]
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.sqrt(np.maximum(self._theta[1::2] - self.mean ** 2, 0.0))
+
+    # ------------------------------------------------------------------ sampling and likelihood
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Draw ``n`` real-valued samples: an (n, num_variables) array."""
+        return self.mean + self.std * rng.standard_normal((n, self.num_variables))
+
+    def sufficient_statistics(self, x: np.ndarray) -> np.ndarray:
+        """T(c) = (c, c²) per variable, interleaved like θ."""
+        x = self._values(x)
+        return np.stack([x, x ** 2], axis=2).reshape(x.shape[0], -1)
+
+    def log_likelihood(self, x: np.ndarray) -> np.ndarray:
+        x = self._values(x)
+        var = self.std ** 2
+        return (-0.5 * np.log(2 * np.pi * var) - (x - self.mean) ** 2 / (2 * var)).sum(axis=1)
+
+    def natural_gradient(self, x: np.ndarray) -> np.ndarray:
+        """∇̃ ln p_θ(c) = T(c) − θ (asng-nas §2.1), one row per sample."""
+        return self.sufficient_statistics(x) - self._theta
+
+    def mode(self) -> np.ndarray:
+        """The most likely values, μ (real-valued; see :meth:`decode`)."""
+        return self.mean.copy()
+
+    def decode(self, x: np.ndarray) -> list:
+        """Clip one row to [low, high] and round integer variables, for evaluation only."""
+        row = np.clip(np.asarray(x, dtype=float).reshape(-1), self.low, self.high)
+        return [int(v) for v in np.rint(row)] if self.integer else [float(v) for v in row]
+
+    def entropy(self) -> float:
+        """Differential entropy Σ ½ ln(2πe σ²) (nats)."""
+        return float(0.5 * np.log(2 * np.pi * np.e * self.std ** 2).sum())
+
+    # ------------------------------------------------------------------ Fisher geometry
+    def fisher_sqrt(self, g: np.ndarray) -> np.ndarray:
+        """A g with AᵀA = F(θ), the 2x2 Fisher blocks of asng-nas §2.4.
+
+        F_i = [σ², 2μσ²; 2μσ², 4μ²σ² + 2σ⁴]⁻¹. In (μ, σ²) coordinates the Fisher metric is
+        diag(1/σ², 1/(2σ⁴)) and dσ² = dm − 2μ dμ, so A g = (g_μ/σ, (g_m − 2μ g_μ)/(√2 σ²)).
+        """
+        g = np.asarray(g, dtype=float)
+        g_mu, g_m = g[..., 0::2], g[..., 1::2]
+        var = self.std ** 2
+        out = np.stack([g_mu / np.sqrt(var), (g_m - 2 * self.mean * g_mu) / (np.sqrt(2.0) * var)], axis=-1)
+        return out.reshape(*g.shape[:-1], -1)
+
+    def fisher_norm(self, g: np.ndarray) -> float:
+        return float(np.linalg.norm(self.fisher_sqrt(g)))
+
+    # ------------------------------------------------------------------ domain
+    def step(self, direction: np.ndarray) -> None:
+        """θ ← Π(θ + direction): move along a natural-gradient direction, then :meth:`project`."""
+        self._theta = self._theta + np.asarray(direction, dtype=float).reshape(-1)
+        self.project()
+
+    def project(self) -> None:
+        """μ ∈ [low, high], σ ∈ [std_min, (high − low)/2] (asng-nas §2.4: avoid degenerate distributions)."""
+        mu = np.clip(self.mean, self.low, self.high)
+        sigma = np.clip(self.std, self.std_min, self.std_max)
+        self._theta = np.stack([mu, mu ** 2 + sigma ** 2], axis=1).reshape(-1)
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict:
+        return {'theta': self._theta.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.theta = state['theta']
+
+    def _values(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        if x.ndim != 2 or x.shape[1] != self.num_variables:
+            raise ValueError(f'expected samples of shape (n, {self.num_variables}), got {x.shape}')
+        return x

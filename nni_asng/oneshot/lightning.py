@@ -1,0 +1,231 @@
+"""The Lightning module shared by all nni-asng strategies.
+
+Each training step receives ``{'train': D_x batch, 'val': D_θ batch}`` (the split of
+asng-nas §3.2 / pdas §2) and does what the searcher's phase asks for:
+
+1. weight step: for each architecture the searcher gives, activate it in NNI's path-sampling
+   supernet (only that path runs) and back-propagate loss/λ; then one optimizer step with the
+   mean gradient (asng-nas Eq. 9);
+2. architecture step: the searcher evaluates architectures on the D_θ batch through a
+   :class:`BatchEvaluator` — losses under ``no_grad`` (ASNG, PDAS, REINFORCE) or one backward
+   pass for the per-label credits of AdvantageNAS (Eq. 7) — and updates its distribution.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from nni.nas.oneshot.pytorch.base_lightning import BaseOneShotLightningModule
+
+from .checkpoint import from_checkpoint, to_checkpoint
+from .encoding import SearchSpaceEncoding
+from .gates import CreditGates
+from .searcher import ArchitectureSearcher
+
+_logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss stayed NaN/inf: the search cannot continue."""
+
+
+class ProbabilisticOneShotModule(BaseOneShotLightningModule):
+    """Search loop of every nni-asng strategy (see module docstring).
+
+    Parameters
+    ----------
+    training_module
+        The evaluator's Lightning module (its ``training_step`` must return the loss).
+    searcher
+        The algorithm (ASNG, PDAS, AdvantageNAS, ...).
+    gradient_clip_val
+        Clip the weight gradient norm before each weight step (asng-nas §3.3 uses 5).
+    log_every_n_steps
+        How often the distribution's summary and argmax architecture are logged.
+    max_nonfinite_steps
+        Consecutive NaN/inf training losses tolerated (the weight step is skipped) before the
+        search stops with an error.
+    """
+
+    def __init__(self, training_module, searcher: ArchitectureSearcher, *,
+                 gradient_clip_val: float | None = None, log_every_n_steps: int = 10,
+                 max_nonfinite_steps: int = 20):
+        super().__init__(training_module)
+        self.searcher = searcher
+        self.encoding: SearchSpaceEncoding = searcher.encoding
+        self.gradient_clip_val = gradient_clip_val
+        self.log_every_n_steps = max(1, int(log_every_n_steps))
+        self.max_nonfinite_steps = int(max_nonfinite_steps)
+        self.gates = CreditGates()
+        self.history: list[dict[str, Any]] = []
+        self._nonfinite_in_a_row = 0
+        self._warned_nonfinite = False
+
+    # ------------------------------------------------------------------ the step
+    def training_step(self, batch, batch_idx):
+        if not isinstance(batch, dict) or 'train' not in batch or 'val' not in batch:
+            raise TypeError('expected a combined batch {"train": ..., "val": ...}; run this module through an '
+                            'nni-asng strategy, which builds that loader from the evaluator\'s train and val loaders')
+        epoch = self.trainer.current_epoch
+        phase = self.searcher.phase(epoch)
+        output = None
+        if phase.train_weights:
+            output = self._weight_step(batch['train'], batch_idx, self.searcher.weight_architectures(epoch))
+        if phase.train_architecture:
+            logged = self.searcher.architecture_step(_SupernetEvaluator(self, batch['val'], batch_idx))
+            self.log_dict({f'arch/{k}': float(v) for k, v in logged.items()})
+        self.advance_lr_schedulers(batch_idx)
+        if batch_idx % self.log_every_n_steps == 0:
+            self._log_distribution()
+        return output
+
+    def _weight_step(self, batch, batch_idx: int, rows: np.ndarray):
+        optimizer = self._weight_optimizer()
+        self.training_module.optimizer_zero_grad(self.trainer.current_epoch, batch_idx, optimizer)
+        output, finite = None, True
+        for row in rows:
+            self.activate(self.encoding.to_architecture(row))
+            output = self.training_module.training_step(batch, batch_idx)
+            loss = output['loss'] if isinstance(output, dict) else output
+            if not torch.isfinite(loss).all():
+                finite = False
+                break
+            self.manual_backward(loss / len(rows))
+        if not finite:
+            self._skip_nonfinite_weight_step(optimizer, batch_idx, float(loss))
+            return output
+        self._nonfinite_in_a_row = 0
+        if self.gradient_clip_val is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm='norm')
+        self.training_module.optimizer_step(self.trainer.current_epoch, batch_idx, optimizer)
+        return output
+
+    def _skip_nonfinite_weight_step(self, optimizer, batch_idx: int, loss: float) -> None:
+        self.training_module.optimizer_zero_grad(self.trainer.current_epoch, batch_idx, optimizer)
+        self._nonfinite_in_a_row += 1
+        if not self._warned_nonfinite:
+            warnings.warn(f'training loss is {loss}; this weight step is skipped (warned once; the search stops after '
+                          f'{self.max_nonfinite_steps} such steps in a row)', RuntimeWarning)
+            self._warned_nonfinite = True
+        if self._nonfinite_in_a_row >= self.max_nonfinite_steps:
+            raise NonFiniteLossError(
+                f'the training loss was NaN/inf for {self._nonfinite_in_a_row} steps in a row (last: {loss}); '
+                'lower the learning rate, enable gradient clipping (gradient_clip_val) or check the data. '
+                'The last checkpoint and the architecture history are kept.')
+
+    def _weight_optimizer(self):
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        weight = [o for o in optimizers if not getattr(o, 'is_arch_optimizer', False)]
+        if len(weight) != 1:
+            raise ValueError(f'the evaluator must configure exactly one optimizer, found {len(weight)}')
+        if not self.training_module.automatic_optimization:
+            raise ValueError('evaluator modules with manual optimization are not supported by one-shot strategies')
+        return weight[0]
+
+    # ------------------------------------------------------------------ supernet control
+    def activate(self, arch: dict[str, Any]) -> None:
+        """Make every path-sampling supermodule run the path of ``arch``."""
+        for module in self.supernet_modules():
+            module.resample(memo=arch)
+
+    @contextlib.contextmanager
+    def quiet(self):
+        """Run the evaluator's ``training_step`` without it logging (θ-step evaluations)."""
+        module = self.training_module
+        saved = module.__dict__.get('log')
+        module.log = _ignore
+        try:
+            yield
+        finally:
+            if saved is None:
+                del module.log
+            else:
+                module.log = saved
+
+    # ------------------------------------------------------------------ export
+    def export(self) -> dict[str, Any]:
+        return self.searcher.export()[0]
+
+    def export_all(self) -> list[dict[str, Any]]:
+        return self.searcher.export()
+
+    def export_probs(self) -> dict[str, dict[str, float]]:
+        return self.searcher.probabilities()
+
+    def resample(self) -> dict[str, Any]:
+        """Activate (and return) one architecture of the searcher, e.g. for validation."""
+        arch = self.encoding.to_architecture(self.searcher.weight_architectures(self.current_epoch_or_zero)[0])
+        self.activate(arch)
+        return arch
+
+    @property
+    def current_epoch_or_zero(self) -> int:
+        return self.trainer.current_epoch if self._trainer is not None else 0
+
+    # ------------------------------------------------------------------ logging, history, checkpoints
+    def _log_distribution(self) -> None:
+        summary = self.searcher.summary()
+        self.log_dict({f'arch/{k}': v for k, v in summary.items()},
+                      prog_bar=True)
+        argmax = self.searcher.most_likely_rows()[0]
+        self.log_dict({f'arch/argmax/{label}': float(v) for label, v in zip(self.encoding.labels, argmax)})
+
+    def on_train_epoch_end(self):
+        record = {'epoch': int(self.trainer.current_epoch), 'step': int(self.trainer.global_step),
+                  **self.searcher.summary(), 'architectures': self.searcher.export()}
+        self.history.append(record)
+        _logger.info('epoch %d: %s', record['epoch'], {k: v for k, v in record.items() if k != 'architectures'})
+        return super().on_train_epoch_end()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint['nni_asng'] = to_checkpoint({'searcher': self.searcher.state_dict(), 'history': self.history})
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = from_checkpoint(checkpoint.get('nni_asng'))
+        if state is None:
+            raise KeyError('this checkpoint has no nni-asng search state (was it written by an nni-asng strategy?)')
+        self.searcher.load_state_dict(state['searcher'])
+        self.history = list(state['history'])
+
+
+def _ignore(*args, **kwargs) -> None:
+    return None
+
+
+class _SupernetEvaluator:
+    """:class:`~.searcher.BatchEvaluator` over one D_θ batch of a :class:`ProbabilisticOneShotModule`."""
+
+    def __init__(self, module: ProbabilisticOneShotModule, batch, batch_idx: int):
+        self.module = module
+        self.batch = batch
+        self.batch_idx = batch_idx
+
+    def _loss(self) -> torch.Tensor:
+        output = self.module.training_module.training_step(self.batch, self.batch_idx)
+        return output['loss'] if isinstance(output, dict) else output
+
+    def losses(self, rows: np.ndarray) -> np.ndarray:
+        values = []
+        with torch.no_grad(), self.module.quiet():
+            for row in rows:
+                self.module.activate(self.module.encoding.to_architecture(row))
+                values.append(float(self._loss()))
+        return np.array(values)
+
+    def credits(self, row: np.ndarray) -> tuple[float, dict[str, float]]:
+        module = self.module
+        arch = module.encoding.to_architecture(row)
+        module.activate(arch)
+        device = next(module.parameters()).device
+        with module.gates.open(arch, device) as gates, module.quiet():
+            loss = self._loss()
+            if not torch.isfinite(loss):
+                return float(loss), {}
+            tensors = list(gates.values())
+            grads = torch.autograd.grad(loss, tensors, allow_unused=True) if tensors else []
+        return float(loss), {label: (-float(g) if g is not None else 0.0) for label, g in zip(gates, grads)}

@@ -1,0 +1,140 @@
+"""Architecture searchers: the algorithm half of a strategy, free of Lightning.
+
+A searcher says which architectures train the weights on a D_x batch and how its distribution
+learns from architectures evaluated on a D_θ batch. :class:`~.lightning.ProbabilisticOneShotModule`
+runs that loop for every searcher, so a new algorithm is one searcher plus a few lines.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from .encoding import SearchSpaceEncoding
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What one training step does in the current epoch."""
+
+    train_weights: bool = True
+    train_architecture: bool = True
+
+
+class BatchEvaluator(Protocol):
+    """Evaluates architectures on the current D_θ batch (implemented by the Lightning module)."""
+
+    def losses(self, rows: np.ndarray) -> np.ndarray:
+        """Loss of each architecture row, without gradients."""
+
+    def credits(self, row: np.ndarray) -> tuple[float, dict[str, float]]:
+        """Loss of one architecture and, per label, ∂(−loss)/∂a for its chosen candidate (advantagenas Eq. 7)."""
+
+
+class ArchitectureSearcher:
+    """Base class; subclasses implement the sampling/update rules of one algorithm."""
+
+    def __init__(self, encoding: SearchSpaceEncoding):
+        self.encoding = encoding
+
+    def phase(self, epoch: int) -> Phase:
+        return Phase()
+
+    def weight_architectures(self, epoch: int) -> np.ndarray:
+        """Rows of the architectures whose mean loss trains the weights this step (asng-nas Eq. 9)."""
+        raise NotImplementedError
+
+    def architecture_step(self, evaluator: BatchEvaluator) -> dict[str, float]:
+        """Update the distribution from architectures evaluated on a D_θ batch; return values to log."""
+        raise NotImplementedError
+
+    def most_likely_rows(self) -> list[np.ndarray]:
+        """The exported architecture(s) as rows, in the order :meth:`export` returns them."""
+        raise NotImplementedError
+
+    def summary(self) -> dict[str, float]:
+        """Scalars describing the distribution (entropy, convergence, step size), for the logs."""
+        return {}
+
+    def probabilities(self) -> dict[str, dict[str, float]]:
+        """P(value) of every categorical label (for ``export_probs``)."""
+        return {}
+
+    def state_dict(self) -> dict:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict) -> None:
+        raise NotImplementedError
+
+    def export(self) -> list[dict[str, Any]]:
+        """The found architecture(s) as NNI architecture dicts."""
+        return [self.encoding.to_architecture(row) for row in self.most_likely_rows()]
+
+
+def categorical_summary(encoding: SearchSpaceEncoding, theta: np.ndarray) -> dict[str, float]:
+    """Convergence (mean max_j θ_ij, asng-nas §3.2) and entropy of the categorical part."""
+    if not encoding.categorical:
+        return {}
+    starts = encoding.category_offsets()[:-1]
+    p = theta[:starts[-1] + encoding.num_categories[-1]]
+    with np.errstate(divide='ignore', invalid='ignore'):
+        entropy = -np.nansum(np.where(p > 0, p * np.log(p), 0.0))
+    return {'convergence': float(np.maximum.reduceat(p, starts).mean()), 'entropy': float(entropy)}
+
+
+def categorical_probabilities(encoding: SearchSpaceEncoding, theta: np.ndarray) -> dict[str, dict[str, float]]:
+    offsets = encoding.category_offsets()
+    return {var.label: {str(v): float(theta[offsets[i] + j]) for j, v in enumerate(var.values)}
+            for i, var in enumerate(encoding.categorical)}
+
+
+class NaturalGradientSearcher(ArchitectureSearcher):
+    """ASNG / SNG / PDAS (asng-nas Algorithm 1, pdas Algorithm 1).
+
+    λ architectures train the weights with their mean gradient on a D_x batch; the same λ
+    architectures (pdas Algorithm 1, lines 3–6) are then evaluated on a D_θ batch without
+    back-propagation and told to the optimizer. ``resample_for_architecture=True`` draws fresh
+    ones for the θ step instead (the i.i.d. reading of asng-nas Eq. 12).
+    """
+
+    def __init__(self, encoding: SearchSpaceEncoding, make_optimizer: Callable, theta_min: str | float = 'paper',
+                 warmup_epochs: int = 0, resample_for_architecture: bool = False):
+        super().__init__(encoding)
+        self.optimizer = make_optimizer(encoding.distribution(theta_min=theta_min))
+        self.warmup_epochs = int(warmup_epochs)
+        self.resample_for_architecture = bool(resample_for_architecture)
+        self._pending: np.ndarray | None = None
+
+    def phase(self, epoch: int) -> Phase:
+        return Phase(train_weights=True, train_architecture=epoch >= self.warmup_epochs)
+
+    def weight_architectures(self, epoch: int) -> np.ndarray:
+        self._pending = self.optimizer.ask()
+        return self._pending
+
+    def architecture_step(self, evaluator: BatchEvaluator) -> dict[str, float]:
+        rows = self._pending if (self._pending is not None and not self.resample_for_architecture) \
+            else self.optimizer.ask()
+        self._pending = None
+        losses = evaluator.losses(rows)
+        updated = self.optimizer.tell(rows, losses)
+        return {'arch_loss': float(np.mean(losses)), 'arch_updated': float(updated)}
+
+    def most_likely_rows(self) -> list[np.ndarray]:
+        return [self.optimizer.most_likely()]
+
+    def summary(self) -> dict[str, float]:
+        out = categorical_summary(self.encoding, self.optimizer.theta)
+        out[self.optimizer.step_size_name] = float(self.optimizer.step_size)
+        return out
+
+    def probabilities(self) -> dict[str, dict[str, float]]:
+        return categorical_probabilities(self.encoding, self.optimizer.theta)
+
+    def state_dict(self) -> dict:
+        return {'optimizer': self.optimizer.state_dict(), 'pending': self._pending}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state['optimizer'])
+        self._pending = state.get('pending')

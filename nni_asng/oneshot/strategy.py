@@ -1,0 +1,91 @@
+"""The NNI one-shot strategy skeleton shared by every nni-asng strategy.
+
+A strategy is "which searcher, which supermodules": subclasses only implement
+:meth:`ProbabilisticOneShotStrategy.build_searcher` (and, for AdvantageNAS, add gated
+supermodules). The rest is common: the supernet is built with NNI's own path-sampling
+supermodules (those of ``RandomOneShot``, so every space NNI can sample works here), the
+evaluator's train and val loaders become the D_x / D_θ pair, and the Lightning module is
+:class:`~.lightning.ProbabilisticOneShotModule`.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from nni.nas.oneshot.pytorch.strategy import OneShotStrategy, RandomOneShot
+
+from .encoding import SearchSpaceEncoding
+from .lightning import ProbabilisticOneShotModule
+from .searcher import ArchitectureSearcher
+
+
+class ProbabilisticOneShotStrategy(OneShotStrategy):
+    """Base class of ASNG, PDAS, SNG, AdvantageNAS, Reinforce and MultiComplexity.
+
+    Parameters
+    ----------
+    gradient_clip_val
+        Clip the weight gradient norm before each weight step (None: no clipping).
+    log_every_n_steps
+        How often the distribution's summary and its argmax architecture are logged.
+    seed
+        Seed of the architecture sampler (the weights follow ``pytorch_lightning.seed_everything``).
+    mutation_hooks
+        Extra NNI mutation hooks for custom supermodules (see ``OneShotStrategy``).
+    """
+
+    def __init__(self, *, gradient_clip_val: float | None = None, log_every_n_steps: int = 10,
+                 seed: int | None = None, mutation_hooks: list | None = None, **kwargs: Any):
+        super().__init__(mutation_hooks=mutation_hooks, **kwargs)
+        if gradient_clip_val is not None and not gradient_clip_val > 0:
+            raise ValueError(f'gradient_clip_val must be > 0 or None, got {gradient_clip_val!r}')
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f'seed must be a non-negative integer or None, got {seed!r}')
+        self.gradient_clip_val = gradient_clip_val
+        self.log_every_n_steps = log_every_n_steps
+        self.seed = seed
+        self.encoding: SearchSpaceEncoding | None = None
+        self.searcher: ArchitectureSearcher | None = None
+
+    # ------------------------------------------------------------------ what subclasses decide
+    def build_searcher(self, encoding: SearchSpaceEncoding) -> ArchitectureSearcher:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ NNI hooks
+    def mutate_model(self, model):
+        # Encode before mutation so unsupported mutables are reported by label, not by NNI internals.
+        self.encoding = SearchSpaceEncoding(model)
+        self.searcher = self.build_searcher(self.encoding)
+        return super().mutate_model(model)
+
+    def default_mutation_hooks(self) -> list:
+        return RandomOneShot.default_mutation_hooks(self)
+
+    def run_hook(self, hook, name, module, memo):
+        return RandomOneShot.run_hook(self, hook, name, module, memo)
+
+    def configure_oneshot_module(self, training_module) -> ProbabilisticOneShotModule:
+        if self.searcher is None:
+            raise RuntimeError('the model space must be mutated (mutate_model) before the evaluator')
+        return ProbabilisticOneShotModule(training_module, self.searcher, gradient_clip_val=self.gradient_clip_val,
+                                          log_every_n_steps=self.log_every_n_steps)
+
+    def train_dataloader(self, train_dataloader_fn, val_dataloader_fn):
+        # A dict becomes Lightning's CombinedLoader: every step gets one D_x and one D_θ batch.
+        return {'train': train_dataloader_fn(), 'val': val_dataloader_fn()}
+
+    def val_dataloader(self, train_dataloader_fn, val_dataloader_fn):
+        return None
+
+    # ------------------------------------------------------------------ results
+    def list_models(self, sort: bool = True, limit: int | None = 1) -> Iterator:
+        """The found architecture(s), frozen from the search space (several for MultiComplexity)."""
+        module: ProbabilisticOneShotModule = self.oneshot_module  # type: ignore[assignment]
+        module.set_model(self.supernet)
+        architectures = module.export_all()
+        for arch in architectures[:limit] if limit else architectures:
+            yield self.model_space.freeze(arch)
+
+    @property
+    def history(self) -> list[dict]:
+        """Per-epoch summaries and exported architectures recorded during the search."""
+        return list(self.oneshot_module.history) if self._mutated_model_space is not None else []
