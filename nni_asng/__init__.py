@@ -4,9 +4,9 @@
 >>> import nni_asng
 >>> NasExperiment(model_space, evaluator, nni_asng.ASNG()).run()      # doctest: +SKIP
 """
-from .oneshot import (ASNG, PDAS, SNG, ArchitectureError, NonFiniteLossError, SearchSpaceEncoding,
-                      UnsupportedSpaceError)
+from .oneshot import (ASNG, PDAS, SNG, AdvantageNAS, ArchitectureError, NonFiniteLossError, Reinforce,
+                      SearchSpaceEncoding, UnsupportedSpaceError)
 
 __version__ = '0.1.0'
-__all__ = ['ASNG', 'PDAS', 'SNG', 'SearchSpaceEncoding', 'UnsupportedSpaceError', 'ArchitectureError',
+__all__ = ['ASNG', 'PDAS', 'SNG', 'AdvantageNAS', 'Reinforce', 'SearchSpaceEncoding', 'UnsupportedSpaceError', 'ArchitectureError',
            'NonFiniteLossError']

@@ -58,7 +58,11 @@ def run_strategy(space, strategy, tmp_path: Path, input_shape: tuple[int, ...], 
         evaluator = Regression(**common)
     exp = NasExperiment(space, evaluator, strategy)
     exp.config.experiment_working_directory = str(tmp_path / 'nni-experiments')
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        exp.run()
-    return exp.export_top_models(formatter='dict')[0]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', UserWarning)          # Lightning's loader/logging advice
+            warnings.filterwarnings('ignore', message='.*not a nn.Module.*')
+            exp.run()
+        return exp.export_top_models(formatter='dict')[0]
+    finally:
+        exp.stop()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import warnings
 from typing import Any
 
@@ -23,6 +24,7 @@ from nni.nas.oneshot.pytorch.base_lightning import BaseOneShotLightningModule
 
 from .checkpoint import from_checkpoint, to_checkpoint
 from .encoding import SearchSpaceEncoding
+from .gated import CreditGatedMixin
 from .gates import CreditGates
 from .searcher import ArchitectureSearcher
 
@@ -174,6 +176,20 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
                       prog_bar=True)
         argmax = self.searcher.most_likely_rows()[0]
         self.log_dict({f'arch/argmax/{label}': float(v) for label, v in zip(self.encoding.labels, argmax)})
+
+    def on_fit_start(self):
+        # NNI hands the supernet to the evaluator's module only now, so gates are bound here.
+        for module in self.supernet_modules():
+            if isinstance(module, CreditGatedMixin):
+                module.bind_gates(self.gates)
+        return super().on_fit_start()
+
+    def on_train_start(self):
+        total = self.trainer.estimated_stepping_batches
+        per_epoch = self.trainer.num_training_batches
+        if math.isfinite(total) and math.isfinite(per_epoch):
+            self.searcher.start(int(total), int(per_epoch))
+        return super().on_train_start()
 
     def on_train_epoch_end(self):
         record = {'epoch': int(self.trainer.current_epoch), 'step': int(self.trainer.global_step),

@@ -28,7 +28,7 @@ class _NaturalGradientStrategy(ProbabilisticOneShotStrategy):
     def make_optimizer(self, distribution) -> optimizers.NaturalGradientOptimizer:
         raise NotImplementedError
 
-    def build_searcher(self, encoding: SearchSpaceEncoding) -> NaturalGradientSearcher:
+    def build_searcher(self, encoding: SearchSpaceEncoding, model=None) -> NaturalGradientSearcher:
         return NaturalGradientSearcher(encoding, self.make_optimizer, theta_min=self.theta_min,
                                        warmup_epochs=self.warmup_epochs,
                                        resample_for_architecture=self.resample_for_architecture)

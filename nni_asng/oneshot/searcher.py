@@ -41,6 +41,9 @@ class ArchitectureSearcher:
     def phase(self, epoch: int) -> Phase:
         return Phase()
 
+    def start(self, total_steps: int, steps_per_epoch: int) -> None:
+        """Called when training starts, with the number of steps it will run (for schedules)."""
+
     def weight_architectures(self, epoch: int) -> np.ndarray:
         """Rows of the architectures whose mean loss trains the weights this step (asng-nas Eq. 9)."""
         raise NotImplementedError

@@ -29,12 +29,16 @@ class ProbabilisticOneShotStrategy(OneShotStrategy):
         How often the distribution's summary and its argmax architecture are logged.
     seed
         Seed of the architecture sampler (the weights follow ``pytorch_lightning.seed_everything``).
+    max_nonfinite_steps
+        Consecutive NaN/inf training losses tolerated (each skips its weight step) before the
+        search stops with :class:`~.lightning.NonFiniteLossError`.
     mutation_hooks
         Extra NNI mutation hooks for custom supermodules (see ``OneShotStrategy``).
     """
 
     def __init__(self, *, gradient_clip_val: float | None = None, log_every_n_steps: int = 10,
-                 seed: int | None = None, mutation_hooks: list | None = None, **kwargs: Any):
+                 seed: int | None = None, max_nonfinite_steps: int = 20, mutation_hooks: list | None = None,
+                 **kwargs: Any):
         super().__init__(mutation_hooks=mutation_hooks, **kwargs)
         if gradient_clip_val is not None and not gradient_clip_val > 0:
             raise ValueError(f'gradient_clip_val must be > 0 or None, got {gradient_clip_val!r}')
@@ -43,18 +47,20 @@ class ProbabilisticOneShotStrategy(OneShotStrategy):
         self.gradient_clip_val = gradient_clip_val
         self.log_every_n_steps = log_every_n_steps
         self.seed = seed
+        self.max_nonfinite_steps = max_nonfinite_steps
         self.encoding: SearchSpaceEncoding | None = None
         self.searcher: ArchitectureSearcher | None = None
 
     # ------------------------------------------------------------------ what subclasses decide
-    def build_searcher(self, encoding: SearchSpaceEncoding) -> ArchitectureSearcher:
+    def build_searcher(self, encoding: SearchSpaceEncoding, model=None) -> ArchitectureSearcher:
+        """The algorithm for this space; ``model`` is the (not yet mutated) space, for inspection."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ NNI hooks
     def mutate_model(self, model):
         # Encode before mutation so unsupported mutables are reported by label, not by NNI internals.
         self.encoding = SearchSpaceEncoding(model)
-        self.searcher = self.build_searcher(self.encoding)
+        self.searcher = self.build_searcher(self.encoding, model)
         return super().mutate_model(model)
 
     def default_mutation_hooks(self) -> list:
@@ -67,7 +73,8 @@ class ProbabilisticOneShotStrategy(OneShotStrategy):
         if self.searcher is None:
             raise RuntimeError('the model space must be mutated (mutate_model) before the evaluator')
         return ProbabilisticOneShotModule(training_module, self.searcher, gradient_clip_val=self.gradient_clip_val,
-                                          log_every_n_steps=self.log_every_n_steps)
+                                          log_every_n_steps=self.log_every_n_steps,
+                                          max_nonfinite_steps=self.max_nonfinite_steps)
 
     def train_dataloader(self, train_dataloader_fn, val_dataloader_fn):
         # A dict becomes Lightning's CombinedLoader: every step gets one D_x and one D_θ batch.

