@@ -4,9 +4,10 @@
 >>> import nni_asng
 >>> NasExperiment(model_space, evaluator, nni_asng.ASNG()).run()      # doctest: +SKIP
 """
-from .oneshot import (ASNG, PDAS, SNG, AdvantageNAS, ArchitectureError, NonFiniteLossError, Reinforce,
-                      SearchSpaceEncoding, UnsupportedSpaceError)
+from .oneshot import (ASNG, PDAS, SNG, AdvantageNAS, ArchitectureError, ComplexityError, MultiComplexity,
+                      NonFiniteLossError, Reinforce, SearchSpaceEncoding, UnsupportedSpaceError, measure_complexity)
 
 __version__ = '0.1.0'
-__all__ = ['ASNG', 'PDAS', 'SNG', 'AdvantageNAS', 'Reinforce', 'SearchSpaceEncoding', 'UnsupportedSpaceError', 'ArchitectureError',
+__all__ = ['ASNG', 'PDAS', 'SNG', 'AdvantageNAS', 'Reinforce', 'MultiComplexity', 'measure_complexity',
+           'ComplexityError', 'SearchSpaceEncoding', 'UnsupportedSpaceError', 'ArchitectureError',
            'NonFiniteLossError']

@@ -1,0 +1,123 @@
+"""Complexity of each choice of an NNI space, measured on frozen child networks.
+
+multi-complexity Eq. 6 needs c_{d,k}, the complexity (number of weight parameters, or FLOPs)
+that choosing category k of variable d adds. We measure it instead of asking for it: with a base
+architecture b (first category everywhere), c_{d,k} = R(b with d ← k) − R(b). Where the space is
+additive, R(M) = R(b) + Σ_d c_{d,M_d} exactly; where choices interact (e.g. the width of a layer
+depending on another layer's choice, or loose-end concatenation) the table is the first-order
+approximation around b, and :meth:`ComplexityTable.additivity_error` measures how far off it is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .encoding import SearchSpaceEncoding
+
+METRICS = ('params', 'flops')
+
+
+class ComplexityError(ValueError):
+    """The complexity of a choice could not be measured."""
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of weight parameters (trainable or not; buffers excluded)."""
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """FLOPs of one forward pass on a single input, counted by ``torch.utils.flop_counter``."""
+    from torch.utils.flop_counter import FlopCounterMode
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, *input_shape))
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+@dataclass
+class ComplexityTable:
+    """R(b) and c_{d,k} (flat, variable-major like θ) of a space, with the metric they measure."""
+
+    encoding: SearchSpaceEncoding
+    metric: str
+    base: float
+    per_category: np.ndarray
+
+    def predict(self, arch: dict[str, Any]) -> float:
+        """R(b) + Σ_d c_{d, M_d}: exact where the space is additive."""
+        row = self.encoding.to_row(arch)
+        offsets = self.encoding.category_offsets()[:-1]
+        return float(self.base + self.per_category[offsets + row[:len(offsets)].astype(int)].sum())
+
+    def normalised(self, scale: str | float = 'max') -> np.ndarray:
+        """c / s for the regulariser: ``'max'`` makes the largest spread max_k c_{d,k} − min_k c_{d,k}
+        over all variables equal 1, so ε is comparable across spaces; a number divides by it
+        (e.g. 1e6 for millions of parameters)."""
+        if scale == 'max':
+            offsets = self.encoding.category_offsets()[:-1]
+            spread = np.maximum.reduceat(self.per_category, offsets) - np.minimum.reduceat(self.per_category, offsets)
+            s = float(spread.max())
+            return self.per_category / s if s > 0 else self.per_category.copy()
+        s = float(scale)
+        if not s > 0:
+            raise ValueError(f"complexity scale must be 'max' or a number > 0, got {scale!r}")
+        return self.per_category / s
+
+    def additivity_error(self, space, samples: int = 5, seed: int = 0, input_shape=None) -> float:
+        """Largest |R(M) − predict(M)| / R(M) over random architectures (0 for additive spaces)."""
+        rng = np.random.default_rng(seed)
+        dist = self.encoding.distribution()
+        worst = 0.0
+        for row in dist.sample(samples, rng):
+            arch = self.encoding.to_architecture(row)
+            exact = _measure(space, arch, self.metric, input_shape)
+            worst = max(worst, abs(exact - self.predict(arch)) / max(exact, 1))
+        return worst
+
+
+def _measure(space, arch: dict[str, Any], metric: str, input_shape) -> float:
+    model = space.freeze(arch)
+    return count_parameters(model) if metric == 'params' else count_flops(model, input_shape)
+
+
+def measure_complexity(space, encoding: SearchSpaceEncoding | None = None, metric: str = 'params',
+                       input_shape: Sequence[int] | None = None) -> ComplexityTable:
+    """Build the :class:`ComplexityTable` of ``space`` (a not-yet-mutated NNI ``ModelSpace``).
+
+    ``metric='flops'`` needs ``input_shape`` (C, H, W). Raises :class:`ComplexityError` naming the
+    label and value whose child network could not be built or measured.
+    """
+    if metric not in METRICS:
+        raise ValueError(f'metric must be one of {METRICS}, got {metric!r}')
+    if metric == 'flops' and input_shape is None:
+        raise ValueError("metric='flops' needs input_shape, e.g. (1, 28, 28)")
+    encoding = encoding or SearchSpaceEncoding(space)
+    if encoding.numerical:
+        raise ComplexityError(f'complexity regularisation needs categorical variables; label(s) '
+                              f'{[v.label for v in encoding.numerical]} are numerical')
+    base_arch = encoding.to_architecture(np.zeros(len(encoding.variables)))
+    try:
+        base = _measure(space, base_arch, metric, input_shape)
+    except Exception as err:   # the space's own error, re-raised with what we were measuring
+        raise ComplexityError(f'could not build the base architecture {base_arch} to measure {metric}: {err}') from err
+    values = []
+    for var in encoding.categorical:
+        for k, value in enumerate(var.values):
+            if k == 0:
+                values.append(0.0)
+                continue
+            try:
+                values.append(_measure(space, {**base_arch, var.label: value}, metric, input_shape) - base)
+            except Exception as err:
+                raise ComplexityError(f'label {var.label!r}, value {value!r}: the {metric} of this choice could not '
+                                      f'be determined ({type(err).__name__}: {err})') from err
+    return ComplexityTable(encoding, metric, float(base), np.array(values, dtype=float))

@@ -1,0 +1,203 @@
+"""Multi-complexity search as an NNI one-shot strategy (Noda, Saito, Shirakawa; Algorithms 1–3)."""
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..optimizers.multi_complexity import MultiComplexityOptimizer
+from .complexity import ComplexityTable, measure_complexity
+from .encoding import SearchSpaceEncoding
+from .searcher import ArchitectureSearcher, BatchEvaluator, Phase, categorical_probabilities
+from .strategy import ProbabilisticOneShotStrategy
+
+_logger = logging.getLogger(__name__)
+
+METHODS = ('importance_sampling', 'separate', 'simultaneous')
+
+
+class MultiComplexitySearcher(ArchitectureSearcher):
+    """The three procedures of the paper over one :class:`MultiComplexityOptimizer`:
+
+    * ``importance_sampling`` (Algorithm 1): T_W epochs train the weights with uniformly sampled
+      architectures, then T_θ epochs update all N distributions from mixture samples (Eq. 10);
+    * ``separate`` (Method 2, Algorithm 3): the same weight stage, then T_θ epochs per distribution,
+      each updated only from its own samples;
+    * ``simultaneous`` (Method 1, Algorithm 2, one ε): weights and θ updated together every step.
+    """
+
+    def __init__(self, encoding: SearchSpaceEncoding, optimizer: MultiComplexityOptimizer,
+                 complexity: ComplexityTable, weight_epochs: int, theta_epochs: int, method: str):
+        super().__init__(encoding)
+        self.optimizer = optimizer
+        self.complexity = complexity
+        self.weight_epochs = int(weight_epochs)
+        self.theta_epochs = int(theta_epochs)
+        self.method = method
+        self._epoch = 0
+        self._pending: np.ndarray | None = None
+
+    @property
+    def required_epochs(self) -> int:
+        if self.method == 'simultaneous':
+            return self.theta_epochs
+        per_component = self.optimizer.num_distributions if self.method == 'separate' else 1
+        return self.weight_epochs + per_component * self.theta_epochs
+
+    def start(self, total_steps: int, steps_per_epoch: int) -> None:
+        epochs = total_steps // max(steps_per_epoch, 1)
+        if epochs < self.required_epochs:
+            raise ValueError(f'MultiComplexity ({self.method}) needs {self.required_epochs} epochs '
+                             f'(weight_epochs={self.weight_epochs}, theta_epochs={self.theta_epochs}'
+                             f'{", once per ε" if self.method == "separate" else ""}) but the evaluator trains for '
+                             f'{epochs}: set max_epochs={self.required_epochs} in the evaluator')
+        if epochs > self.required_epochs:
+            _logger.warning('the evaluator trains for %d epochs; MultiComplexity needs %d, the rest only repeat '
+                            'the last stage', epochs, self.required_epochs)
+
+    def _component(self) -> int | None:
+        if self.method != 'separate':
+            return None
+        return min((self._epoch - self.weight_epochs) // self.theta_epochs, self.optimizer.num_distributions - 1)
+
+    def phase(self, epoch: int) -> Phase:
+        self._epoch = epoch
+        if self.method == 'simultaneous':
+            return Phase(True, True)
+        in_weight_stage = epoch < self.weight_epochs
+        return Phase(train_weights=in_weight_stage, train_architecture=not in_weight_stage)
+
+    def weight_architectures(self, epoch: int) -> np.ndarray:
+        if self.method == 'simultaneous':
+            self._pending = self.optimizer.ask(component=0)
+            return self._pending
+        return self.optimizer.ask_uniform()
+
+    def architecture_step(self, evaluator: BatchEvaluator) -> dict[str, float]:
+        component = self._component()
+        if self._pending is not None:
+            rows, self._pending = self._pending, None
+        else:
+            rows = self.optimizer.ask(component=component)
+        losses = evaluator.losses(rows)
+        updated = self.optimizer.tell(rows, losses, components=None if component is None else [component])
+        return {'arch_loss': float(np.mean(losses)), 'arch_updated': float(updated)}
+
+    def most_likely_rows(self) -> list[np.ndarray]:
+        """One architecture per ε, ordered from the smallest to the largest complexity."""
+        rows = [r.astype(float) for r in self.optimizer.most_likely()]
+        return sorted(rows, key=lambda r: self.complexity.predict(self.encoding.to_architecture(r)))
+
+    def export_with_complexity(self) -> list[dict[str, Any]]:
+        """For every ε (in the given order): its architecture and predicted complexity."""
+        out = []
+        for eps, row in zip(self.optimizer.epsilons, self.optimizer.most_likely()):
+            arch = self.encoding.to_architecture(row)
+            out.append({'epsilon': float(eps), 'architecture': arch,
+                        self.complexity.metric: self.complexity.predict(arch)})
+        return out
+
+    def summary(self) -> dict[str, float]:
+        out = {}
+        starts = self.optimizer.distributions[0].offsets[:-1]
+        for n, dist in enumerate(self.optimizer.distributions):
+            out[f'convergence_{n}'] = float(np.maximum.reduceat(dist.theta, starts).mean())
+            out[f'expected_{self.complexity.metric}_{n}'] = float(self.complexity.base + dist.expectation(
+                self.complexity.per_category))
+        out['entropy'] = float(np.mean([d.entropy() for d in self.optimizer.distributions]))
+        return out
+
+    def probabilities(self) -> dict[str, dict[str, float]]:
+        return categorical_probabilities(self.encoding, self.optimizer.distributions[0].theta)
+
+    def state_dict(self) -> dict:
+        return {'optimizer': self.optimizer.state_dict(), 'pending': self._pending}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state['optimizer'])
+        self._pending = state.get('pending')
+
+
+class MultiComplexity(ProbabilisticOneShotStrategy):
+    """Several architectures of different sizes from one search (Noda, Saito, Shirakawa).
+
+    One categorical distribution per regularisation coefficient ε_n minimises E[loss] + ε_n E[R(M)],
+    with R the number of weight parameters (or FLOPs) of the sampled architecture, measured from
+    the space itself. After ``weight_epochs`` of supernet training with uniform sampling, all N
+    distributions are updated for ``theta_epochs`` from samples of their mixture, reweighted by
+    likelihood ratios (Algorithm 1). ``export_top_models(top_k=N)`` returns the N argmax
+    architectures from the smallest to the largest. The evaluator must train for
+    ``weight_epochs + theta_epochs`` epochs (``weight_epochs + N·theta_epochs`` for ``separate``).
+
+    Parameters
+    ----------
+    epsilons
+        ε_1..ε_N >= 0 (e.g. [0.0, 0.1, 0.3, 0.5] as the paper's CIFAR-10 run).
+    weight_epochs, theta_epochs
+        T_W and T_θ.
+    lam
+        λ, architectures per step (paper: 2 on CIFAR-10, 8 on ImageNet).
+    learning_rate
+        η (default (Σ_d K_d)⁻¹, the paper's choice).
+    complexity
+        ``'params'`` (weight parameters, the paper's R) or ``'flops'`` (needs ``input_shape``).
+    complexity_scale
+        ``'max'`` divides c by the largest spread a single choice makes, so that ε means the same
+        on any space (the paper does not state its unit); a number divides by it (1e6: millions).
+    method
+        ``'importance_sampling'`` (Algorithm 1), ``'separate'`` (Method 2) or ``'simultaneous'``
+        (Method 1: one ε, weights and θ updated together; run one search per ε).
+    """
+
+    def __init__(self, *, epsilons: Sequence[float] = (0.0, 0.1, 0.3, 0.5), weight_epochs: int = 1,
+                 theta_epochs: int = 1, lam: int = 2, learning_rate: float | None = None, theta_min: str | float = 'paper',
+                 complexity: str = 'params', input_shape: Sequence[int] | None = None,
+                 complexity_scale: str | float = 'max', method: str = 'importance_sampling', **kwargs: Any):
+        super().__init__(**kwargs)
+        if method not in METHODS:
+            raise ValueError(f'method must be one of {METHODS}, got {method!r}')
+        epsilons = list(epsilons)
+        if method == 'simultaneous' and len(epsilons) != 1:
+            raise ValueError('method="simultaneous" (Method 1) trains the weights for one ε at a time: pass a single ε '
+                             'and run one search per ε')
+        # T_W >= 1: θ is searched on a trained supernet (Algorithm 1); Method 1 has no weight stage.
+        minimum = {'weight_epochs': 0 if method == 'simultaneous' else 1, 'theta_epochs': 1}
+        for name, value in [('weight_epochs', weight_epochs), ('theta_epochs', theta_epochs)]:
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum[name]:
+                raise ValueError(f'{name} must be an integer >= {minimum[name]} for method={method!r}, got {value!r}')
+        if complexity_scale != 'max' and not (isinstance(complexity_scale, (int, float)) and complexity_scale > 0):
+            raise ValueError(f"complexity_scale must be 'max' or a number > 0, got {complexity_scale!r}")
+        self.optimizer_kwargs = dict(epsilons=epsilons, lam=lam, lr=learning_rate, theta_min=theta_min,
+                                     importance_sampling=(method == 'importance_sampling'))
+        MultiComplexityOptimizer([2, 2], np.zeros(4), **self.optimizer_kwargs)          # fail fast
+        self.weight_epochs, self.theta_epochs = weight_epochs, theta_epochs
+        self.complexity, self.input_shape = complexity, input_shape
+        self.complexity_scale = complexity_scale
+        self.method = method
+        self.complexity_table: ComplexityTable | None = None
+
+    def build_searcher(self, encoding: SearchSpaceEncoding, model=None) -> MultiComplexitySearcher:
+        if model is None:
+            raise ValueError('MultiComplexity measures the complexity of each choice on the model space itself')
+        self.complexity_table = measure_complexity(model, encoding, self.complexity, self.input_shape)
+        _logger.info('complexity (%s) of the base architecture: %d; per choice: %s', self.complexity,
+                     self.complexity_table.base, self.complexity_table.per_category.tolist())
+        optimizer = MultiComplexityOptimizer(encoding.num_categories,
+                                             self.complexity_table.normalised(self.complexity_scale),
+                                             seed=self.seed, **self.optimizer_kwargs)
+        return MultiComplexitySearcher(encoding, optimizer, self.complexity_table, self.weight_epochs,
+                                       self.theta_epochs, self.method)
+
+    def list_models(self, sort: bool = True, limit: int | None = None):
+        """The N architectures, smallest to largest (``export_top_models(top_k=N)``)."""
+        exported = self.searcher.export()
+        if len({tuple(sorted((k, str(v)) for k, v in a.items())) for a in exported}) < len(exported):
+            warnings.warn('several ε ended on the same architecture: the distributions collapsed; widen the ε range '
+                          'or train θ longer', RuntimeWarning)
+        return super().list_models(sort=sort, limit=limit)
+
+    def results(self) -> list[dict[str, Any]]:
+        """Per ε: the architecture and its predicted complexity (see :class:`ComplexityTable`)."""
+        return self.searcher.export_with_complexity()
