@@ -37,11 +37,11 @@ class RandomDataset(Dataset):
 
 
 def random_loaders(input_shape: tuple[int, ...], num_classes: int | None, n: int = 16, batch_size: int = 8,
-                   target_shape: tuple[int, ...] | None = None, seed: int = 0):
+                   target_shape: tuple[int, ...] | None = None, seed: int = 0, shuffle: bool = False):
     """Train/val loaders over ``n`` random examples; classification when ``num_classes`` is set."""
     ds = RandomDataset(n=n, input_shape=tuple(input_shape), num_classes=num_classes,
                        target_shape=None if target_shape is None else tuple(target_shape), seed=seed)
-    return DataLoader(ds, batch_size=batch_size), DataLoader(ds, batch_size=batch_size)
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle), DataLoader(ds, batch_size=batch_size, shuffle=shuffle)
 
 
 def run_strategy(space, strategy, tmp_path: Path, input_shape: tuple[int, ...], num_classes: int | None = 10,

@@ -64,7 +64,8 @@ class SearchSpaceEncoding:
         if not mutables:
             raise UnsupportedSpaceError('the model space has no architecture choices (no LayerChoice, InputChoice, '
                                         'nni.choice or Repeat depth): there is nothing to search')
-        self.mutables = dict(mutables)
+        # NNI labels are a str subclass; plain str keeps checkpoints loadable with weights_only=True.
+        self.mutables = {str(label): m for label, m in mutables.items()}
         variables = [self._variable(label, mutable) for label, mutable in self.mutables.items()]
         self.categorical = [v for v in variables if v.kind == 'categorical']
         self.numerical = [v for v in variables if v.kind == 'numerical']

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import random
 import warnings
 from typing import Any
 
@@ -83,6 +84,10 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
         self.advance_lr_schedulers(batch_idx)
         if batch_idx % self.log_every_n_steps == 0:
             self._log_distribution()
+        if self.trainer.is_last_batch:
+            # Recorded here rather than in on_train_epoch_end: checkpoint callbacks run before that
+            # hook, and the epoch's record must be inside the checkpoint written at its end.
+            self._record_epoch()
         return output
 
     def _weight_step(self, batch, batch_idx: int, rows: np.ndarray):
@@ -184,6 +189,18 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
                 module.bind_gates(self.gates)
         return super().on_fit_start()
 
+    def on_fit_end(self):
+        # NNI's evaluators report their last train/val metric at fit end. A run that only updates θ
+        # (MultiComplexity's second stage, or a resume into it) never logged one: skip that report.
+        try:
+            return super().on_fit_end()
+        except KeyError as missing:
+            if not str(missing).strip("'").startswith(('train_', 'val_')):
+                raise
+            _logger.warning('the evaluator could not report metric %s at the end of the search: no weight step '
+                            'logged it in this run (architecture-only stage); the report is skipped', missing)
+            return None
+
     def on_train_start(self):
         total = self.trainer.estimated_stepping_batches
         per_epoch = self.trainer.num_training_batches
@@ -191,15 +208,19 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
             self.searcher.start(int(total), int(per_epoch))
         return super().on_train_start()
 
-    def on_train_epoch_end(self):
+    def _record_epoch(self) -> None:
         record = {'epoch': int(self.trainer.current_epoch), 'step': int(self.trainer.global_step),
                   **self.searcher.summary(), 'architectures': self.searcher.export()}
         self.history.append(record)
         _logger.info('epoch %d: %s', record['epoch'], {k: v for k, v in record.items() if k != 'architectures'})
-        return super().on_train_epoch_end()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint['nni_asng'] = to_checkpoint({'searcher': self.searcher.state_dict(), 'history': self.history})
+        """Search state, history and every RNG state, so a resumed search repeats the same trajectory."""
+        rng = {'torch': torch.get_rng_state(), 'numpy': np.random.get_state(), 'python': random.getstate()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            rng['cuda'] = torch.cuda.get_rng_state_all()
+        checkpoint['nni_asng'] = to_checkpoint({'searcher': self.searcher.state_dict(), 'history': self.history,
+                                                'rng': rng})
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = from_checkpoint(checkpoint.get('nni_asng'))
@@ -207,10 +228,22 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
             raise KeyError('this checkpoint has no nni-asng search state (was it written by an nni-asng strategy?)')
         self.searcher.load_state_dict(state['searcher'])
         self.history = list(state['history'])
+        rng = state.get('rng', {})
+        if 'torch' in rng:
+            torch.set_rng_state(rng['torch'])
+            np.random.set_state(tuple(rng['numpy']))
+            random.setstate(_as_tuples(rng['python']))
+        if 'cuda' in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng['cuda'])
 
 
 def _ignore(*args, **kwargs) -> None:
     return None
+
+
+def _as_tuples(obj):
+    '''random.setstate needs the nested tuples random.getstate gave (lists after some round trips).'''
+    return tuple(_as_tuples(v) for v in obj) if isinstance(obj, (list, tuple)) else obj
 
 
 class _SupernetEvaluator:
