@@ -104,7 +104,7 @@ class _FixedRows(_NaturalGradientStrategy):
     def make_optimizer(self, distribution):
         return nni_asng.optimizers.SNG(distribution, lam=max(2, len(self.rows)), delta=1e-9)
 
-    def build_searcher(self, encoding):
+    def build_searcher(self, encoding, model=None):
         searcher = NaturalGradientSearcher(encoding, self.make_optimizer, warmup_epochs=10**6)
         searcher.weight_architectures = lambda epoch: self.rows
         return searcher

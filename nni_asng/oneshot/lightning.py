@@ -93,17 +93,18 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
     def _weight_step(self, batch, batch_idx: int, rows: np.ndarray):
         optimizer = self._weight_optimizer()
         self.training_module.optimizer_zero_grad(self.trainer.current_epoch, batch_idx, optimizer)
-        output, finite = None, True
-        for row in rows:
+        local, scale = self.share_of(rows)
+        output, finite, loss = None, True, torch.tensor(float('nan'))
+        for i, row in enumerate(local):
             self.activate(self.encoding.to_architecture(row))
             output = self.training_module.training_step(batch, batch_idx)
             loss = output['loss'] if isinstance(output, dict) else output
-            if not torch.isfinite(loss).all():
-                finite = False
-                break
-            self.manual_backward(loss / len(rows))
-        if not finite:
-            self._skip_nonfinite_weight_step(optimizer, batch_idx, float(loss))
+            finite = finite and bool(torch.isfinite(loss).all())
+            # Every rank must run its backward passes (DDP synchronises the last one), NaN or not.
+            with self._backward_sync(last=i == len(local) - 1):
+                self.manual_backward(loss * scale)
+        if not self.trainer.strategy.reduce_boolean_decision(finite, all=True):
+            self._skip_nonfinite_weight_step(optimizer, batch_idx, float(loss.detach()))
             return output
         self._nonfinite_in_a_row = 0
         if self.gradient_clip_val is not None:
@@ -123,6 +124,18 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
                 f'the training loss was NaN/inf for {self._nonfinite_in_a_row} steps in a row (last: {loss}); '
                 'lower the learning rate, enable gradient clipping (gradient_clip_val) or check the data. '
                 'The last checkpoint and the architecture history are kept.')
+
+    def share_of(self, rows: np.ndarray) -> tuple[np.ndarray, float]:
+        """This rank's architectures for the weight step and the loss scale that makes DDP's gradient
+        average equal the mean over all λ (asng-nas Eq. 9; λ = #GPUs parallelises it, §2.3)."""
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        if world > 1 and len(rows) >= world:
+            return rows[rank::world], world / len(rows)
+        return rows, 1.0 / len(rows)
+
+    def _backward_sync(self, last: bool):
+        block = getattr(self.trainer.strategy, 'block_backward_sync', None)
+        return contextlib.nullcontext() if last or block is None else block()
 
     def _weight_optimizer(self):
         optimizers = self.optimizers()
@@ -187,6 +200,13 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
         for module in self.supernet_modules():
             if isinstance(module, CreditGatedMixin):
                 module.bind_gates(self.gates)
+        if self.trainer.world_size > 1:
+            ddp_kwargs = getattr(self.trainer.strategy, '_ddp_kwargs', {}) or {}
+            if not ddp_kwargs.get('find_unused_parameters', False):
+                raise ValueError('multi-process search samples different paths on different ranks: use '
+                                 "Trainer(strategy='ddp_find_unused_parameters_true') in the evaluator")
+            # Every rank must sample the same architectures and make the same θ update.
+            self.searcher.load_state_dict(self.trainer.strategy.broadcast(self.searcher.state_dict(), src=0))
         return super().on_fit_start()
 
     def on_fit_end(self):
@@ -258,13 +278,35 @@ class _SupernetEvaluator:
         output = self.module.training_module.training_step(self.batch, self.batch_idx)
         return output['loss'] if isinstance(output, dict) else output
 
-    def losses(self, rows: np.ndarray) -> np.ndarray:
+    def _evaluate(self, rows: np.ndarray) -> list[float]:
         values = []
         with torch.no_grad(), self.module.quiet():
             for row in rows:
                 self.module.activate(self.module.encoding.to_architecture(row))
                 values.append(float(self._loss()))
-        return np.array(values)
+        return values
+
+    def losses(self, rows: np.ndarray) -> np.ndarray:
+        """Loss of every row; with several ranks each evaluates its share on its own D_θ shard and
+        the losses are all-gathered, so every rank tells the optimizer the same λ values."""
+        module = self.module
+        world, rank = module.trainer.world_size, module.trainer.global_rank
+        if world == 1:
+            return np.array(self._evaluate(rows))
+        device = next(module.parameters()).device
+        if len(rows) < world:            # too few rows to share: average each row's loss over the ranks
+            local = torch.tensor(self._evaluate(rows), dtype=torch.float64, device=device)
+            return module.trainer.strategy.reduce(local, reduce_op='mean').cpu().numpy()
+        per_rank = -(-len(rows) // world)
+        mine = self._evaluate(rows[rank::world])
+        padded = torch.full((per_rank,), float('nan'), dtype=torch.float64, device=device)
+        padded[:len(mine)] = torch.tensor(mine, dtype=torch.float64)
+        gathered = module.all_gather(padded).reshape(world, per_rank).cpu().numpy()
+        out = np.empty(len(rows))
+        for r in range(world):
+            count = len(range(r, len(rows), world))
+            out[r::world] = gathered[r, :count]
+        return out
 
     def credits(self, row: np.ndarray) -> tuple[float, dict[str, float]]:
         module = self.module
@@ -273,8 +315,14 @@ class _SupernetEvaluator:
         device = next(module.parameters()).device
         with module.gates.open(arch, device) as gates, module.quiet():
             loss = self._loss()
-            if not torch.isfinite(loss):
-                return float(loss), {}
             tensors = list(gates.values())
-            grads = torch.autograd.grad(loss, tensors, allow_unused=True) if tensors else []
-        return float(loss), {label: (-float(g) if g is not None else 0.0) for label, g in zip(gates, grads)}
+            # A NaN loss still goes through the reduction below, so no rank is left waiting.
+            grads = torch.autograd.grad(loss, tensors, allow_unused=True) if tensors and torch.isfinite(loss) \
+                else [None] * len(tensors)
+        labels = list(gates)
+        values = torch.tensor([float(loss)] + [-float(g) if g is not None else 0.0 for g in grads], dtype=torch.float64,
+                              device=device)
+        if module.trainer.world_size > 1:      # same row on every rank: average loss and credits over shards
+            values = module.trainer.strategy.reduce(values, reduce_op='mean')
+        values = values.cpu().tolist()
+        return values[0], dict(zip(labels, values[1:]))
