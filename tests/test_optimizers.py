@@ -56,6 +56,14 @@ def test_asng_first_step_hand_computed():
     assert opt.Delta == pytest.approx(math.exp(beta * (beta * (2 - beta)) * (1 - 1 / 1.5)))
     assert opt.delta == pytest.approx(1.0 / opt.Delta)
     assert opt.last_epsilon == pytest.approx(eps)
+    # second step: γ ← (1 − β)²γ + β(2 − β), s ← (1 − β)s + sqrt(β(2 − β)) a/‖a‖ with β = δ/√n_θ, δ = 1/Δ
+    gamma1, s1, delta2 = opt.gamma, opt.s.copy(), opt.delta
+    g = dist.natural_gradient(x)[0] * 0.5 - dist.natural_gradient(x)[1] * 0.5
+    a = dist.fisher_sqrt(g)
+    assert opt.tell(x, [1.0, 2.0])
+    beta2 = delta2 / math.sqrt(3)
+    assert opt.gamma == pytest.approx((1 - beta2) ** 2 * gamma1 + beta2 * (2 - beta2))
+    np.testing.assert_allclose(opt.s, (1 - beta2) * s1 + math.sqrt(beta2 * (2 - beta2)) * a / np.linalg.norm(a))
 
 
 def test_asng_beta_is_capped_for_huge_steps():

@@ -77,12 +77,13 @@ def test_zero_operation_gets_worst_expected_advantage():
                              gamma=0.5)
     seen = captured_ascent(opt)
     opt.tell(np.array([1]), 1.0, [0.4])          # EMA = [0, 0.2, 0]
-    opt.tell(np.array([2]), 1.0, [-0.6])         # EMA = [0, 0.2, -0.3]
-    np.testing.assert_allclose(opt.ema, [0, 0.2, -0.3])
+    opt.tell(np.array([1]), 1.0, [0.4])          # EMA = [0, 0.2 + 0.5(0.4 − 0.2) = 0.3, 0]
+    opt.tell(np.array([2]), 1.0, [-0.6])         # EMA = [0, 0.3, -0.3]
+    np.testing.assert_allclose(opt.ema, [0, 0.3, -0.3])
     score = opt.policy.score([0])
     opt.tell(np.array([0]), 1.0, [0.0])          # the zero op's own advantage is 0 by Eq. 6
     np.testing.assert_allclose(seen[-1], -0.3 * score)
-    np.testing.assert_allclose(opt.ema, [0, 0.2, -0.3])   # the zero op's EMA entry is not learned
+    np.testing.assert_allclose(opt.ema, [0, 0.3, -0.3])   # the zero op's EMA entry is not learned
 
 
 def test_unknown_advantages_fall_back_to_reinforce_credit():

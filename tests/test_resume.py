@@ -1,4 +1,6 @@
 """A search that crashes and resumes from its last checkpoint repeats the uninterrupted θ trajectory."""
+import random
+
 import numpy as np
 import pytest
 import pytorch_lightning as pl
@@ -64,6 +66,16 @@ def test_crash_and_resume_gives_identical_theta_trajectory(make, tmp_path):
     assert [h['entropy'] for h in resumed.history] == [h['entropy'] for h in uninterrupted.history]
     for p, q in zip(resumed.supernet.parameters(), uninterrupted.supernet.parameters()):
         assert torch.equal(p, q)
+
+
+def test_checkpoint_restores_torch_numpy_and_python_rngs(tmp_path):
+    strategy = search(tmp_path, lambda: nni_asng.ASNG(seed=0), epochs=1)
+    module, checkpoint = strategy.oneshot_module, {}
+    module.on_save_checkpoint(checkpoint)
+    draw = lambda: (torch.rand(3).tolist(), np.random.rand(3).tolist(), [random.random() for _ in range(3)])
+    first = draw()
+    module.on_load_checkpoint(checkpoint)
+    assert draw() == first
 
 
 def test_checkpoint_holds_search_state_and_rng(tmp_path):

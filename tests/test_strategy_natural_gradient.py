@@ -114,8 +114,8 @@ def _weights_after_one_step(rows, tmp_path):
     torch.manual_seed(0)
     space = CountingSpace()
     before = [p.detach().clone() for p in space.parameters()]
-    run_strategy(space, _FixedRows(rows), tmp_path, (4,), n=8, batch_size=8,
-                 learning_rate=0.1)                                     # one step, Adam default of NNI
+    run_strategy(space, _FixedRows(rows), tmp_path, (4,), n=8, batch_size=8, learning_rate=0.1,
+                 optimizer=torch.optim.SGD)                            # one step; SGD sees the gradient's scale
     return before, [p.detach().clone() for p in space.parameters()]
 
 
@@ -173,6 +173,13 @@ class AlwaysNaN(ModelSpace):
 def test_persistent_nan_stops_with_clear_error(tmp_path):
     with pytest.raises(nni_asng.NonFiniteLossError, match='NaN/inf for 3 steps in a row.*learning rate'):
         run_strategy(AlwaysNaN(), nni_asng.ASNG(max_nonfinite_steps=3), tmp_path, (4,), n=64, batch_size=8)
+
+
+def test_evaluator_gradient_clip_is_adopted_by_the_strategy(tmp_path):
+    strategy = nni_asng.ASNG(seed=0)
+    run_strategy(MixedSpace(), strategy, tmp_path, (1, 8, 8), gradient_clip_val=5.0)   # Lightning would refuse it
+    assert strategy.gradient_clip_val == 5.0
+    assert strategy.oneshot_module.gradient_clip_val == 5.0
 
 
 @pytest.mark.parametrize('make, message', [

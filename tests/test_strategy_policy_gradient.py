@@ -40,6 +40,11 @@ def test_gated_supermodules_replace_nni_ones(tmp_path):
     assert strategy.oneshot_module.gates.labels == {'layer', 'pick', 'pair'}     # kernel, depth: REINFORCE credit
 
 
+def test_labels_without_gates_are_named(tmp_path):
+    with pytest.warns(RuntimeWarning, match=r"label\(s\) \['kernel', 'depth'\].*REINFORCE credit"):
+        run_strategy(MixedSpace(), nni_asng.AdvantageNAS(seed=0), tmp_path, (1, 8, 8))
+
+
 def test_all_cell_labels_are_gated_on_hub_darts(tmp_path):
     space = DARTS(width=4, num_cells=3, dataset='cifar')
     labels = set(space.simplify())

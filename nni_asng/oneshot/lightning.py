@@ -200,6 +200,11 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
         for module in self.supernet_modules():
             if isinstance(module, CreditGatedMixin):
                 module.bind_gates(self.gates)
+        ungated = [label for label in self.encoding.labels if label not in self.gates.labels]
+        if getattr(self.searcher, 'uses_credits', False) and ungated:
+            warnings.warn(f'no credit gate could be placed for label(s) {ungated} (only LayerChoice, InputChoice and '
+                          'NNI Cell choices are gated); they are updated with the REINFORCE credit r - b instead',
+                          RuntimeWarning)
         if self.trainer.world_size > 1:
             ddp_kwargs = getattr(self.trainer.strategy, '_ddp_kwargs', {}) or {}
             if not ddp_kwargs.get('find_unused_parameters', False):

@@ -9,6 +9,7 @@ evaluator's train and val loaders become the D_x / D_θ pair, and the Lightning 
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Iterator
 
 from nni.nas.oneshot.pytorch.strategy import OneShotStrategy, RandomOneShot
@@ -16,6 +17,8 @@ from nni.nas.oneshot.pytorch.strategy import OneShotStrategy, RandomOneShot
 from .encoding import SearchSpaceEncoding
 from .lightning import ProbabilisticOneShotModule
 from .searcher import ArchitectureSearcher
+
+_logger = logging.getLogger(__name__)
 
 
 class ProbabilisticOneShotStrategy(OneShotStrategy):
@@ -68,6 +71,18 @@ class ProbabilisticOneShotStrategy(OneShotStrategy):
 
     def run_hook(self, hook, name, module, memo):
         return RandomOneShot.run_hook(self, hook, name, module, memo)
+
+    def mutate_evaluator(self, evaluator):
+        # Lightning refuses Trainer(gradient_clip_val=...) under manual optimisation; adopt the value.
+        trainer = getattr(evaluator, 'trainer', None)
+        clip = getattr(trainer, 'gradient_clip_val', None)
+        if clip:
+            if self.gradient_clip_val is None:
+                self.gradient_clip_val = float(clip)
+            trainer.gradient_clip_val = None
+            _logger.info('the evaluator\'s gradient_clip_val=%s is applied by %s to every weight step',
+                         self.gradient_clip_val, type(self).__name__)
+        return super().mutate_evaluator(evaluator)
 
     def configure_oneshot_module(self, training_module) -> ProbabilisticOneShotModule:
         if self.searcher is None:
