@@ -64,6 +64,7 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
         self.log_every_n_steps = max(1, int(log_every_n_steps))
         self.max_nonfinite_steps = int(max_nonfinite_steps)
         self.gates = CreditGates()
+        self._supernet: list | None = None
         self.history: list[dict[str, Any]] = []
         self._nonfinite_in_a_row = 0
         self._warned_nonfinite = False
@@ -150,7 +151,7 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
     # ------------------------------------------------------------------ supernet control
     def activate(self, arch: dict[str, Any]) -> None:
         """Make every path-sampling supermodule run the path of ``arch``."""
-        for module in self.supernet_modules():
+        for module in self._supernet if self._supernet is not None else self.supernet_modules():
             module.resample(memo=arch)
 
     @contextlib.contextmanager
@@ -196,8 +197,10 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
         self.log_dict({f'arch/argmax/{label}': float(v) for label, v in zip(self.encoding.labels, argmax)})
 
     def on_fit_start(self):
-        # NNI hands the supernet to the evaluator's module only now, so gates are bound here.
-        for module in self.supernet_modules():
+        # NNI hands the supernet to the evaluator's module only now: cache its supermodules (activated
+        # 2λ times per step) and bind the credit gates.
+        self._supernet = list(self.supernet_modules())
+        for module in self._supernet:
             if isinstance(module, CreditGatedMixin):
                 module.bind_gates(self.gates)
         ungated = [label for label in self.encoding.labels if label not in self.gates.labels]
