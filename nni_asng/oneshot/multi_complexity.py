@@ -146,6 +146,9 @@ class MultiComplexity(ProbabilisticOneShotStrategy):
     complexity_scale
         ``'max'`` divides c by the largest spread a single choice makes, so that ε means the same
         on any space (the paper does not state its unit); a number divides by it (1e6: millions).
+    complexity_method
+        ``'marginal'`` (exact and cheap on additive spaces: NB201, ProxylessNAS) or ``'regression'``
+        (least-squares main effects; use it where choices interact, e.g. the ENAS cell or the CAE).
     method
         ``'importance_sampling'`` (Algorithm 1), ``'separate'`` (Method 2) or ``'simultaneous'``
         (Method 1: one ε, weights and θ updated together; run one search per ε).
@@ -154,7 +157,8 @@ class MultiComplexity(ProbabilisticOneShotStrategy):
     def __init__(self, *, epsilons: Sequence[float] = (0.0, 0.1, 0.3, 0.5), weight_epochs: int = 1,
                  theta_epochs: int = 1, lam: int = 2, learning_rate: float | None = None, theta_min: str | float = 'paper',
                  complexity: str = 'params', input_shape: Sequence[int] | None = None,
-                 complexity_scale: str | float = 'max', method: str = 'importance_sampling', **kwargs: Any):
+                 complexity_scale: str | float = 'max', complexity_method: str = 'marginal',
+                 method: str = 'importance_sampling', **kwargs: Any):
         super().__init__(**kwargs)
         if method not in METHODS:
             raise ValueError(f'method must be one of {METHODS}, got {method!r}')
@@ -175,13 +179,17 @@ class MultiComplexity(ProbabilisticOneShotStrategy):
         self.weight_epochs, self.theta_epochs = weight_epochs, theta_epochs
         self.complexity, self.input_shape = complexity, input_shape
         self.complexity_scale = complexity_scale
+        if complexity_method not in ('marginal', 'regression'):
+            raise ValueError(f"complexity_method must be 'marginal' or 'regression', got {complexity_method!r}")
+        self.complexity_method = complexity_method
         self.method = method
         self.complexity_table: ComplexityTable | None = None
 
     def build_searcher(self, encoding: SearchSpaceEncoding, model=None) -> MultiComplexitySearcher:
         if model is None:
             raise ValueError('MultiComplexity measures the complexity of each choice on the model space itself')
-        self.complexity_table = measure_complexity(model, encoding, self.complexity, self.input_shape)
+        self.complexity_table = measure_complexity(model, encoding, self.complexity, self.input_shape,
+                                                   method=self.complexity_method, seed=self.seed or 0)
         _logger.info('complexity (%s) of the base architecture: %d; per choice: %s', self.complexity,
                      self.complexity_table.base, self.complexity_table.per_category.tolist())
         optimizer = MultiComplexityOptimizer(encoding.num_categories,
