@@ -164,3 +164,38 @@ def test_state_dict_round_trip():
 def test_bad_hyperparameters(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ReinforceOptimizer(SoftmaxCategoricalPolicy([2]), **kwargs)
+
+
+# ---------------------------------------------------------------------------- numerical safety (property tests)
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(ks=st.lists(st.integers(1, 6), min_size=1, max_size=6), seed=st.integers(0, 10_000),
+       scale=st.sampled_from([1e-12, 1.0, 1e12]), advantage=st.booleans(),
+       nan_every=st.integers(2, 7))
+def test_policy_stays_a_distribution_under_extreme_losses(ks, seed, scale, advantage, nan_every):
+    rng = np.random.default_rng(seed)
+    policy = SoftmaxCategoricalPolicy(ks)
+    kwargs = dict(lr=0.5, weight_decay=0.0, grad_clip=None, seed=seed)
+    opt = AdvantageOptimizer(policy, **kwargs) if advantage else ReinforceOptimizer(policy, **kwargs)
+    for t in range(40):
+        row = opt.ask()[0]
+        loss = math.nan if t % nan_every == 0 else scale * rng.normal()
+        if advantage:
+            opt.tell(row, loss, scale * rng.normal(size=len(ks)))
+        else:
+            opt.tell(row, loss)
+        p = policy.probabilities()
+        assert np.all(np.isfinite(policy.logits.detach().numpy())) and np.all(p >= 0)
+        np.testing.assert_allclose(np.add.reduceat(p, policy.offsets[:-1]), 1.0, atol=1e-9)
+        assert (opt.ask(5) < np.asarray(ks)).all()
+
+
+def test_saturated_policy_keeps_sampling_valid_rows():
+    policy = SoftmaxCategoricalPolicy([3, 4])
+    with torch.no_grad():
+        policy.logits.copy_(torch.tensor([800.0, -800.0, 0.0, -900.0, 900.0, 0.0, 0.0], dtype=torch.float64))
+    p = policy.probabilities()
+    assert np.all(np.isfinite(p))
+    np.testing.assert_array_equal(policy.sample(50, np.random.default_rng(0)), [[0, 1]] * 50)
