@@ -70,3 +70,11 @@ def checked_integer(arch: Mapping[str, Any], label: str, low: int, high: int, sp
         raise InvalidArchitectureError(f'{space_name}: label {label!r} has value {value!r}, out of range; '
                                        f'allowed values: {allowed}')
     return rounded
+
+
+def positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``; a constructor argument error names the argument."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        wanted = 'a positive integer' if minimum == 1 else f'an integer >= {minimum}'
+        raise ValueError(f'{name} must be {wanted}, got {value!r}')
+    return int(value)

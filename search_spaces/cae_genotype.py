@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import nni
 from nni.mutable import Mutable, label_scope
 
-from .arch_value_checks import check_mapping, checked_choice, checked_integer
+from .arch_value_checks import check_mapping, checked_choice, checked_integer, positive_int
 
 __all__ = ['CAEConfig', 'LayerGene', 'OUTPUT_LABEL', 'coerce_sample', 'decode_architecture', 'make_mutables']
 
@@ -77,9 +77,7 @@ class CAEConfig:
         if self.variant not in VARIANTS:
             raise ValueError(f'variant must be one of {list(VARIANTS)}, got {self.variant!r}')
         for name in ('in_channels', 'num_layers', 'level_back'):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f'{name} must be a positive integer, got {value!r}')
+            positive_int(name, getattr(self, name))
         if not (isinstance(self.width, (int, float)) and self.width > 0):
             raise ValueError(f'width must be a positive number, got {self.width!r}')
         if not self.kernel_sizes or any(k < 1 or k % 2 == 0 for k in self.kernel_sizes):

@@ -27,7 +27,6 @@ cells; DESIGN.md §2).
 """
 from __future__ import annotations
 
-import numbers
 from typing import Any, Mapping
 
 import torch.nn as nn
@@ -36,6 +35,7 @@ from nni.nas.hub.pytorch import DARTS
 from nni.nas.space import current_model, model_context
 
 from .aux_head import AuxiliaryPool
+from .arch_value_checks import positive_int
 from .validation import InvalidArchitectureError, validate_architecture
 
 __all__ = ['DARTS_OPERATIONS', 'DARTSCellSpace', 'build_darts_network', 'darts_mutables',
@@ -63,11 +63,6 @@ def validate_darts_architecture(arch: Any) -> dict[str, Any]:
     return validate_architecture(darts_mutables(), arch, SPACE_NAME)
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f'{name} must be a positive integer, got {value!r}')
-    return int(value)
-
 
 class DARTSCellSpace(DARTS):
     """NNI's hub DARTS space with any input channels and classes (pdas §4.1 compares with DARTS).
@@ -88,10 +83,10 @@ class DARTSCellSpace(DARTS):
 
     def __init__(self, channels: int = 16, num_cells: int = 8, in_channels: int = 3, num_classes: int = 10,
                  auxiliary: bool = False, drop_path_prob: float = 0.0):
-        init_kwargs = dict(channels=_positive_int('channels', channels),
-                           num_cells=_positive_int('num_cells', num_cells),
-                           in_channels=_positive_int('in_channels', in_channels),
-                           num_classes=_positive_int('num_classes', num_classes),
+        init_kwargs = dict(channels=positive_int('channels', channels),
+                           num_cells=positive_int('num_cells', num_cells),
+                           in_channels=positive_int('in_channels', in_channels),
+                           num_classes=positive_int('num_classes', num_classes),
                            auxiliary=bool(auxiliary), drop_path_prob=float(drop_path_prob))
         hub_kwargs = dict(width=int(channels), num_cells=int(num_cells), dataset='cifar',
                           auxiliary_loss=bool(auxiliary), drop_path_prob=float(drop_path_prob))

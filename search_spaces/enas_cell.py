@@ -37,7 +37,6 @@ Fixed networks::
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Mapping
 
 import torch
@@ -50,6 +49,7 @@ from nni.nas.space import current_model, model_context
 from .aux_head import AuxiliaryHead
 from .enas_cell_layers import NUM_CELL_INPUTS, ENASCell, PerSourceOperation
 from .enas_ops import ENAS_OPERATIONS
+from .arch_value_checks import positive_int
 from .validation import InvalidArchitectureError, validate_architecture
 
 __all__ = ['ENAS_OPERATIONS', 'ENASCellSpace', 'build_enas_network', 'channels_for_budget', 'count_parameters',
@@ -83,11 +83,6 @@ def validate_enas_architecture(arch: Any, num_nodes: int = 5) -> dict[str, Any]:
     """
     return validate_architecture(enas_mutables(num_nodes), arch, SPACE_NAME)
 
-
-def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f'{name} must be an integer >= {minimum}, got {value!r}')
-    return int(value)
 
 
 # ---------------------------------------------------------------------------------------------- space
@@ -124,10 +119,10 @@ class ENASCellSpace(ModelSpace):
                  drop_path_prob: float = 0.0, dropout: float = 0.0):
         super().__init__()
         self.init_kwargs = dict(
-            channels=_positive_int('channels', channels), cells_per_stage=_positive_int('cells_per_stage', cells_per_stage),
-            num_nodes=_positive_int('num_nodes', num_nodes), in_channels=_positive_int('in_channels', in_channels),
-            num_classes=_positive_int('num_classes', num_classes), affine=bool(affine),
-            stem_multiplier=_positive_int('stem_multiplier', stem_multiplier), auxiliary=bool(auxiliary),
+            channels=positive_int('channels', channels), cells_per_stage=positive_int('cells_per_stage', cells_per_stage),
+            num_nodes=positive_int('num_nodes', num_nodes), in_channels=positive_int('in_channels', in_channels),
+            num_classes=positive_int('num_classes', num_classes), affine=bool(affine),
+            stem_multiplier=positive_int('stem_multiplier', stem_multiplier), auxiliary=bool(auxiliary),
             drop_path_prob=float(drop_path_prob), dropout=float(dropout))
         if not 0.0 <= drop_path_prob < 1.0:
             raise ValueError(f'drop_path_prob must be in [0, 1), got {drop_path_prob!r}')

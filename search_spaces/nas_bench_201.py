@@ -27,7 +27,7 @@ from nni.mutable import label_scope
 from nni.nas.nn.pytorch import LayerChoice, ModelSpace
 from nni.nas.space import model_context
 
-from .arch_value_checks import InvalidArchitectureError, check_mapping, checked_choice
+from .arch_value_checks import InvalidArchitectureError, check_mapping, checked_choice, positive_int
 from .nas_bench_201_ops import OPERATIONS, ResidualReduction, make_operation
 
 __all__ = ['EDGES', 'LABELS', 'NasBench201Space', 'OPERATIONS', 'arch_to_nb201_string',
@@ -90,8 +90,7 @@ class NasBench201Space(ModelSpace):
         super().__init__()
         for name, value in (('channels', channels), ('num_cells', num_cells), ('num_classes', num_classes),
                             ('in_channels', in_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f'{name} must be a positive integer, got {value!r}')
+            positive_int(name, value)
         self.init_kwargs = dict(channels=channels, num_cells=num_cells, num_classes=num_classes,
                                 in_channels=in_channels, include_zero=bool(include_zero))
         self.operations = _operations(include_zero)

@@ -32,6 +32,7 @@ from nni.nas.nn.pytorch import ModelSpace
 from nni.nas.space import current_model, model_context
 
 from .proxyless_ops import ConvBNReLU6, MBConv, MobileLayer, candidate_names, make_divisible
+from .arch_value_checks import positive_int
 from .validation import InvalidArchitectureError, validate_architecture
 
 __all__ = ['IMAGENET_STAGES', 'SMALL_IMAGE_STAGES', 'ProxylessSpace', 'build_proxyless_network',
@@ -107,8 +108,7 @@ class ProxylessSpace(ModelSpace):
                  kernel_sizes: Sequence[int] = (3, 5, 7), expand_ratios: Sequence[int] = (3, 6)):
         super().__init__()
         for name, value in (('num_classes', num_classes), ('in_channels', in_channels)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f'{name} must be a positive integer, got {value!r}')
+            positive_int(name, value)
         if not (isinstance(width_mult, numbers.Real) and width_mult > 0):
             raise ValueError(f'width_mult must be a positive number, got {width_mult!r}')
         if stem_stride not in (1, 2):

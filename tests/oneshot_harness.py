@@ -66,3 +66,10 @@ def run_strategy(space, strategy, tmp_path: Path, input_shape: tuple[int, ...], 
         return exp.export_top_models(formatter='dict')[0]
     finally:
         exp.stop()
+
+
+def random_arch(space, seed: int) -> dict:
+    """A random architecture of ``space``, drawn with NNI's own ``Mutable.random``."""
+    import numpy as np
+    rs = np.random.RandomState(seed)
+    return {label: mutable.random(random_state=rs) for label, mutable in space.simplify().items()}

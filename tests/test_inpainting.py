@@ -23,15 +23,6 @@ warnings.filterwarnings('ignore', message='.*not a nn.Module.*')
 QUIET = dict(enable_progress_bar=False, logger=False, enable_checkpointing=False, enable_model_summary=False)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_torch_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP oversubscription on busy 2-core machines."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @nni.trace
 class RandomImages(Dataset):
     """``n`` images in [low, high] with dummy labels, like a torchvision dataset with ``ToTensor``."""

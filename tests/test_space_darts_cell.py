@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 import pytest
 import torch
 from nni.mutable import CategoricalMultiple
@@ -12,7 +11,8 @@ from nni.nas.nn.pytorch import InputChoice, LayerChoice
 from nni.nas.space import model_context
 from nni.nas.strategy import DARTS, GumbelDARTS, Proxyless, RandomOneShot
 
-from oneshot_harness import run_strategy
+from nni_asng.oneshot.complexity import count_parameters as n_params
+from oneshot_harness import random_arch, run_strategy
 from search_spaces.darts_cell import DARTS_OPERATIONS, DARTSCellSpace, build_darts_network, darts_mutables
 from search_spaces.validation import InvalidArchitectureError
 
@@ -20,23 +20,6 @@ warnings.filterwarnings('ignore', message='.*not a nn.Module.*')
 
 TINY = dict(channels=4, num_cells=4)          # stages of 1, 1, 2 cells: normal | reduce | reduce, normal
 OPS = list(DARTS_OPERATIONS)
-
-
-@pytest.fixture(autouse=True, scope='module')
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def random_arch(space, seed: int) -> dict:
-    rs = np.random.RandomState(seed)
-    return {label: m.random(random_state=rs) for label, m in space.simplify().items()}
-
-
-def n_params(net) -> int:
-    return sum(p.numel() for p in net.parameters())
 
 
 def operation_parameters(arch: dict, cells: list[tuple[str, int]]) -> int:

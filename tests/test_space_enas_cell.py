@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -12,7 +11,7 @@ from nni.nas.nn.pytorch import InputChoice, LayerChoice
 from nni.nas.space import model_context
 from nni.nas.strategy import DARTS, Proxyless, RandomOneShot
 
-from oneshot_harness import run_strategy
+from oneshot_harness import random_arch, run_strategy
 from search_spaces.enas_cell import (ENAS_OPERATIONS, ENASCellSpace, build_enas_network, channels_for_budget,
                                      count_parameters, enas_labels)
 from search_spaces.enas_cell_layers import PerSourceOperation
@@ -22,20 +21,6 @@ warnings.filterwarnings('ignore', message='.*not a nn.Module.*')
 
 TINY = dict(channels=4, cells_per_stage=1)
 OPS = list(ENAS_OPERATIONS)
-
-
-@pytest.fixture(autouse=True, scope='module')
-def one_torch_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP oversubscription on busy 2-core machines."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def random_arch(space, seed: int) -> dict:
-    rs = np.random.RandomState(seed)
-    return {label: m.random(random_state=rs) for label, m in space.simplify().items()}
 
 
 def uniform_arch(inputs: dict[int, tuple[int, int]], ops=('sep_conv_3x3', 'max_pool_3x3'), kinds=('normal', 'reduce')):

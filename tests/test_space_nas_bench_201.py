@@ -4,14 +4,13 @@ from __future__ import annotations
 import itertools
 import warnings
 
-import numpy as np
 import pytest
 import torch
 from nni.nas.nn.pytorch import LayerChoice
 from nni.nas.space import model_context
 from nni.nas.strategy import DARTS, GumbelDARTS, Proxyless, RandomOneShot
 
-from oneshot_harness import run_strategy
+from oneshot_harness import random_arch, run_strategy
 from search_spaces.arch_value_checks import InvalidArchitectureError
 from search_spaces.nas_bench_201 import (LABELS, NasBench201Space, arch_to_nb201_string,
                                          build_nas_bench_201_network, nb201_string_to_arch)
@@ -19,21 +18,8 @@ from search_spaces.nas_bench_201 import (LABELS, NasBench201Space, arch_to_nb201
 warnings.filterwarnings('ignore', message='.*not a nn.Module.*')
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_torch_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP oversubscription on busy 2-core machines."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 SMALL = dict(channels=4, num_cells=1)
 ALL_OPS = ['none', 'skip_connect', 'conv_1x1', 'conv_3x3', 'avg_pool_3x3']
-
-
-def random_arch(space, seed: int) -> dict:
-    rs = np.random.RandomState(seed)
-    return {label: m.random(random_state=rs) for label, m in space.simplify().items()}
 
 
 def expected_parameters(arch: dict, channels: int, num_cells: int, num_classes: int, in_channels: int) -> int:

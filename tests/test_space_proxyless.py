@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 import pytest
 import torch
 from nni.nas.nn.pytorch import LayerChoice
 from nni.nas.space import model_context
 from nni.nas.strategy import DARTS, GumbelDARTS, Proxyless, RandomOneShot
 
-from oneshot_harness import run_strategy
+from nni_asng.oneshot.complexity import count_parameters as n_params
+from oneshot_harness import random_arch, run_strategy
 from search_spaces.proxyless import (IMAGENET_STAGES, SMALL_IMAGE_STAGES, ProxylessSpace, build_proxyless_network,
                                      proxyless_mutables)
 from search_spaces.validation import InvalidArchitectureError
@@ -20,23 +20,6 @@ warnings.filterwarnings('ignore', message='.*not a nn.Module.*')
 MBCONVS = ['k3e3', 'k5e3', 'k7e3', 'k3e6', 'k5e6', 'k7e6']
 STAGES = ((16, 2, 1), (24, 3, 2))
 TINY = dict(width_mult=0.25, stages=STAGES, head_channels=32)
-
-
-@pytest.fixture(autouse=True, scope='module')
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def random_arch(space, seed: int) -> dict:
-    rs = np.random.RandomState(seed)
-    return {label: m.random(random_state=rs) for label, m in space.simplify().items()}
-
-
-def n_params(net) -> int:
-    return sum(p.numel() for p in net.parameters())
 
 
 def expected_parameters(arch, widths, in_channels, num_classes, head, stem=8, first=8) -> int:

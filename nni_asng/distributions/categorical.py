@@ -11,10 +11,12 @@ from typing import Sequence, Union
 
 import numpy as np
 
+from .base import ExpectationFamily
+
 ThetaMin = Union[str, float]
 
 
-class CategoricalDistribution:
+class CategoricalDistribution(ExpectationFamily):
     """Product of independent categoricals over variables with ``num_categories[i]`` categories.
 
     Parameters
@@ -89,10 +91,6 @@ class CategoricalDistribution:
         with np.errstate(divide='ignore'):
             return np.log(self._theta[self._starts + self._indices(x)]).sum(axis=1)
 
-    def natural_gradient(self, x: np.ndarray) -> np.ndarray:
-        """∇̃ ln p_θ(c) = T(c) − θ (asng-nas §2.1, pdas Eq. 8), one row per sample."""
-        return self.sufficient_statistics(x) - self._theta
-
     def mode(self) -> np.ndarray:
         """argmax_c p_θ(c): the most likely category of every variable."""
         padded = np.full((self.num_variables, int(self.num_categories.max())), -np.inf)
@@ -129,16 +127,7 @@ class CategoricalDistribution:
         out = g / np.sqrt(theta) + np.sqrt(theta) * coef[..., self._variable_of]
         return out[..., keep]
 
-    def fisher_norm(self, g: np.ndarray) -> float:
-        """‖g‖_F(θ) = sqrt(gᵀ F(θ) g) for a flat natural-gradient vector ``g``."""
-        return float(np.linalg.norm(self.fisher_sqrt(g)))
-
     # ------------------------------------------------------------------ domain
-    def step(self, direction: np.ndarray) -> None:
-        """θ ← Π(θ + direction): move along a natural-gradient direction, then :meth:`project`."""
-        self._theta = self._theta + np.asarray(direction, dtype=float).reshape(-1)
-        self.project()
-
     def project(self) -> None:
         """Restrict θ to [θ_min, 1 − (K_i − 1)θ_min] with rows summing to 1 (pdas Appendix B, Eq. 11–12)."""
         lo = self.theta_min[self._variable_of]
@@ -149,13 +138,6 @@ class CategoricalDistribution:
         theta = theta - excess[self._variable_of] * (theta - lo)
         theta /= np.add.reduceat(theta, self._starts)[self._variable_of]
         self._theta = theta
-
-    # ------------------------------------------------------------------ persistence
-    def state_dict(self) -> dict:
-        return {'theta': self._theta.copy()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.theta = state['theta']
 
     # ------------------------------------------------------------------ internals
     def _cumulative(self) -> np.ndarray:

@@ -12,8 +12,10 @@ from typing import Sequence
 
 import numpy as np
 
+from .base import ExpectationFamily
 
-class GaussianDistribution:
+
+class GaussianDistribution(ExpectationFamily):
     """Product of independent 1-D Gaussians over variables with bounds ``[low_i, high_i]``.
 
     Parameters
@@ -90,10 +92,6 @@ class GaussianDistribution:
         var = self.std ** 2
         return (-0.5 * np.log(2 * np.pi * var) - (x - self.mean) ** 2 / (2 * var)).sum(axis=1)
 
-    def natural_gradient(self, x: np.ndarray) -> np.ndarray:
-        """∇̃ ln p_θ(c) = T(c) − θ (asng-nas §2.1), one row per sample."""
-        return self.sufficient_statistics(x) - self._theta
-
     def mode(self) -> np.ndarray:
         """The most likely values, μ (real-valued; see :meth:`decode`)."""
         return self.mean.copy()
@@ -120,27 +118,12 @@ class GaussianDistribution:
         out = np.stack([g_mu / np.sqrt(var), (g_m - 2 * self.mean * g_mu) / (np.sqrt(2.0) * var)], axis=-1)
         return out.reshape(*g.shape[:-1], -1)
 
-    def fisher_norm(self, g: np.ndarray) -> float:
-        return float(np.linalg.norm(self.fisher_sqrt(g)))
-
     # ------------------------------------------------------------------ domain
-    def step(self, direction: np.ndarray) -> None:
-        """θ ← Π(θ + direction): move along a natural-gradient direction, then :meth:`project`."""
-        self._theta = self._theta + np.asarray(direction, dtype=float).reshape(-1)
-        self.project()
-
     def project(self) -> None:
         """μ ∈ [low, high], σ ∈ [std_min, (high − low)/2] (asng-nas §2.4: avoid degenerate distributions)."""
         mu = np.clip(self.mean, self.low, self.high)
         sigma = np.clip(self.std, self.std_min, self.std_max)
         self._theta = np.stack([mu, mu ** 2 + sigma ** 2], axis=1).reshape(-1)
-
-    # ------------------------------------------------------------------ persistence
-    def state_dict(self) -> dict:
-        return {'theta': self._theta.copy()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.theta = state['theta']
 
     def _values(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=float)

@@ -11,8 +11,10 @@ from typing import Sequence
 
 import numpy as np
 
+from .base import ExpectationFamily
 
-class ProductDistribution:
+
+class ProductDistribution(ExpectationFamily):
     """Joint distribution of independent parts (e.g. a categorical and a Gaussian family)."""
 
     def __init__(self, parts: Sequence):
@@ -51,9 +53,6 @@ class ProductDistribution:
     def log_likelihood(self, x: np.ndarray) -> np.ndarray:
         return sum(p.log_likelihood(xi) for p, xi in self._split(x))
 
-    def natural_gradient(self, x: np.ndarray) -> np.ndarray:
-        return np.concatenate([p.natural_gradient(xi) for p, xi in self._split(x)], axis=1)
-
     def mode(self) -> np.ndarray:
         return np.concatenate([np.asarray(p.mode(), dtype=float) for p in self.parts])
 
@@ -69,9 +68,6 @@ class ProductDistribution:
         return np.concatenate([p.fisher_sqrt(g[..., self._par[i]:self._par[i + 1]])
                                for i, p in enumerate(self.parts)], axis=-1)
 
-    def fisher_norm(self, g: np.ndarray) -> float:
-        return float(np.linalg.norm(self.fisher_sqrt(g)))
-
     def step(self, direction: np.ndarray) -> None:
         direction = np.asarray(direction, dtype=float).reshape(-1)
         for i, p in enumerate(self.parts):
@@ -80,12 +76,6 @@ class ProductDistribution:
     def project(self) -> None:
         for p in self.parts:
             p.project()
-
-    def state_dict(self) -> dict:
-        return {'theta': self.theta.copy()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.theta = state['theta']
 
     def _split(self, x: np.ndarray):
         x = np.asarray(x, dtype=float)
