@@ -4,6 +4,11 @@
 >>> import nni_asng
 >>> NasExperiment(model_space, evaluator, nni_asng.ASNG()).run()      # doctest: +SKIP
 """
+import warnings
+
+# NNI 3.0 warns at import about torch classes it does not recognise (harmless with this torch).
+warnings.filterwarnings('ignore', message='.*is found to be not a nn.Module.*', category=RuntimeWarning)
+
 from .oneshot import (ASNG, PDAS, SNG, AdvantageNAS, ArchitectureError, ComplexityError, MultiComplexity,
                       NonFiniteLossError, Reinforce, SearchSpaceEncoding, UnsupportedSpaceError, measure_complexity)
 

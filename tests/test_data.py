@@ -225,7 +225,7 @@ def test_fashion_mnist_missing_folder_message(tmp_path):
         load_dataset('fashion_mnist', root=missing)
     msg = str(e.value)
     assert str(missing) in msg and 'does not exist' in msg
-    assert 'dataset-fashion-mnist' in msg and 'apt-get install' in msg and '--data-root' in msg
+    assert 'dataset-fashion-mnist' in msg and 'apt-get install' in msg and 'data.root' in msg
     for name in FMNIST_FILES:
         assert name in msg
     assert isinstance(e.value, FileNotFoundError)
@@ -428,7 +428,7 @@ def test_cifar10_missing_folder_message(tmp_path):
     assert str(missing) in msg and 'cifar-10-batches-py' in msg
     assert all(name in msg for name in ('data_batch_1', 'data_batch_5', 'test_batch'))
     assert 'cifar-10-python.tar.gz' in msg and 'cannot download' in msg
-    with pytest.raises(DatasetNotFoundError, match='--data-root'):
+    with pytest.raises(DatasetNotFoundError, match='data.root'):
         load_dataset('cifar10')
     fake_cifar(tmp_path / cifar10.FOLDER)
     (tmp_path / cifar10.FOLDER / 'data_batch_4').unlink()

@@ -65,6 +65,7 @@ def test_invalid_architectures_name_label_and_allowed_values(arch, message):
 
 @pytest.mark.parametrize('mutables, message', [
     ({}, 'nothing to search'),
+    ({'one': Categorical(['only'], label='one')}, r"single value \(\['one'\]\).*nothing to search"),
     ({'any': CategoricalMultiple([0, 1, 2], n_chosen=None, label='any')}, r"'any'.*n_chosen=None"),
     ({'lr': Numerical(1e-4, 1e-1, log_distributed=True, label='lr')}, r"'lr'.*log_distributed=True"),
     ({'w': Numerical(mu=0, sigma=1, label='w')}, r"'w'.*finite low/high"),

@@ -215,7 +215,7 @@ def test_collapsed_distributions_warn(tmp_path):
 @pytest.mark.parametrize('kwargs, message', [
     (dict(epsilons=[]), 'at least one'), (dict(epsilons=[-0.1]), '>= 0'),
     (dict(method='both'), 'method must be one of'), (dict(method='simultaneous', epsilons=[0, 1]), 'single ε'),
-    (dict(theta_epochs=0), 'theta_epochs'), (dict(weight_epochs=0), 'weight_epochs'),
+    (dict(theta_epochs=0), 'theta_epochs'), (dict(weight_epochs=-1), 'weight_epochs'),
     (dict(complexity_scale=-1), 'complexity_scale'),
 ])
 def test_strategy_rejects_bad_input(kwargs, message):
@@ -248,3 +248,38 @@ def test_regression_fits_the_interacting_enas_cell_better():
     regression = measure_complexity(space, method='regression', samples=160).additivity_error(space, samples=8, seed=5)
     assert marginal > 0.05
     assert regression < marginal and regression < 0.12
+
+
+def test_theta_only_search_from_given_weights_and_table(tmp_path):
+    """weight_epochs=0 starts the θ stage at once (weights loaded elsewhere); a given table is reused."""
+    table = measure_complexity(tiny_nb201())
+    strategy = nni_asng.MultiComplexity(epsilons=[0.0, 1.0], weight_epochs=0, theta_epochs=1, seed=0,
+                                        complexity_table=table)
+    run_strategy(tiny_nb201(), strategy, tmp_path, (3, 16, 16), n=16, batch_size=8)
+    assert strategy.complexity_table is table
+    assert strategy.searcher.optimizer.iteration == 2
+
+
+def test_weights_lr_schedule_spans_only_the_weight_stage(tmp_path):
+    """The cosine schedule of the weights anneals over T_W epochs; θ-only epochs do not step it."""
+    import pytorch_lightning as pl
+    from nni.nas.experiment import NasExperiment
+    from nni_asng.evaluators.classification import classification_evaluator
+    train, val = random_loaders((3, 16, 16), 10, n=32, batch_size=8)         # 4 steps per epoch
+    evaluator = classification_evaluator(train, val, recipe=dict(optimizer='sgd', learning_rate=0.1,
+                                                                 lr_schedule='cosine', min_lr=0.0),
+                                         max_epochs=3, enable_progress_bar=False, logger=False,
+                                         enable_checkpointing=False, enable_model_summary=False,
+                                         default_root_dir=str(tmp_path))
+    strategy = nni_asng.MultiComplexity(epsilons=[0.0], weight_epochs=1, theta_epochs=2, seed=0)
+    exp = NasExperiment(tiny_nb201(), evaluator, strategy)
+    exp.config.experiment_working_directory = str(tmp_path / 'nni')
+    try:
+        exp.run()
+    finally:
+        exp.stop()
+    module = strategy.oneshot_module
+    assert module.weight_training_steps == 4
+    scheduler = module.trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.T_max == 4 and scheduler.last_epoch == 4                 # stepped only in the weight stage
+    assert module.trainer.optimizers[0].param_groups[0]['lr'] == pytest.approx(0.0, abs=1e-12)

@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from nni_asng.distributions import CategoricalDistribution, GaussianDistribution, ProductDistribution
 from nni_asng.optimizers import ASNG, PDAS, SNG, NaturalGradientAdam, ranking_utility
@@ -153,6 +153,7 @@ OPTIMIZERS = [
        lam=st.integers(2, 9), which=st.integers(0, len(OPTIMIZERS) - 1), seed=st.integers(0, 10_000),
        scale=st.sampled_from([1e-12, 1.0, 1e12]))
 def test_theta_stays_in_domain(ks, n_int, lam, which, seed, scale):
+    assume(any(k > 1 for k in ks) or n_int > 0)          # else nothing to search (tested below)
     cat = CategoricalDistribution(ks)
     gau = GaussianDistribution([0.0] * n_int, [5.0] * n_int) if n_int else None
     opt = OPTIMIZERS[which](ProductDistribution([cat, gau]), lam, seed)
@@ -250,6 +251,12 @@ def test_ties_skip_the_update():
 def test_malformed_hyperparameters_are_rejected(make, message):
     with pytest.raises(ValueError, match=message):
         make(CategoricalDistribution([3, 3]))
+
+
+@pytest.mark.parametrize('make', [lambda d: ASNG(d), lambda d: PDAS(d), lambda d: SNG(d)])
+def test_nothing_to_search_is_refused(make):
+    with pytest.raises(ValueError, match='nothing to search'):
+        make(CategoricalDistribution([1, 1]))
 
 
 def test_tell_checks_shapes():

@@ -88,10 +88,10 @@ def resolve_folder(root: Optional[str | os.PathLike]) -> Path:
     """``root`` itself or ``root/cifar-10-batches-py``, whichever holds the six batch files."""
     expected = ', '.join(TRAIN_FILES + (TEST_FILE,))
     how = (f'On a machine with internet, download {URL} (https://www.cs.toronto.edu/~kriz/cifar.html), '
-           f'unpack it (tar xzf) and copy the {FOLDER} folder here; then pass --data-root / root= that folder '
+           f'unpack it (tar xzf) and copy the {FOLDER} folder here; then pass data.root (config) / root= that folder '
            f'or its parent. This machine cannot download it.')
     if root is None:
-        raise DatasetNotFoundError(f'CIFAR-10 needs a data root: pass --data-root / root= the {FOLDER} folder '
+        raise DatasetNotFoundError(f'CIFAR-10 needs a data root: pass data.root (config) / root= the {FOLDER} folder '
                                    f'(expected files: {expected}).\n{how}')
     root = Path(root).expanduser()
     candidates = [root, root / FOLDER]

@@ -58,7 +58,7 @@ def resolve_files(root: Optional[str | os.PathLike] = None) -> dict:
         f'Expected the four original files {", ".join(FILES.values())} in {root} '
         f'(or in its fashion-mnist/ or FashionMNIST/raw/ subfolder).\n'
         f'Get them with `sudo apt-get install dataset-fashion-mnist` (installs them in {DEFAULT_ROOT}), '
-        f'or pass --data-root / root= a folder holding the four files '
+        f'or pass data.root (config) / root= a folder holding the four files '
         f'(https://github.com/zalandoresearch/fashion-mnist).')
 
 

@@ -71,6 +71,9 @@ class SearchSpaceEncoding:
         self.numerical = [v for v in variables if v.kind == 'numerical']
         self.variables = self.categorical + self.numerical
         self.labels = [v.label for v in self.variables]
+        if not self.numerical and all(v.num_categories == 1 for v in self.categorical):
+            raise UnsupportedSpaceError(f'every choice of the space has a single value ({self.labels}): '
+                                        'there is nothing to search')
 
     # ------------------------------------------------------------------ distributions
     @property

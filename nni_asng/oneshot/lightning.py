@@ -82,7 +82,8 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
         if phase.train_architecture:
             logged = self.searcher.architecture_step(_SupernetEvaluator(self, batch['val'], batch_idx))
             self.log_dict({f'arch/{k}': float(v) for k, v in logged.items()})
-        self.advance_lr_schedulers(batch_idx)
+        if phase.train_weights:                   # the weights' schedule only counts weight steps
+            self.advance_lr_schedulers(batch_idx)
         if batch_idx % self.log_every_n_steps == 0:
             self._log_distribution()
         if self.trainer.is_last_batch:
@@ -183,6 +184,15 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
         arch = self.encoding.to_architecture(self.searcher.weight_architectures(self.current_epoch_or_zero)[0])
         self.activate(arch)
         return arch
+
+    @property
+    def weight_training_steps(self) -> int | None:
+        """Steps that train the weights (evaluators size their lr schedule with it; MultiComplexity's
+        θ-only stage does not count)."""
+        total, epochs = self.trainer.estimated_stepping_batches, self.trainer.max_epochs
+        if not (math.isfinite(total) and epochs and epochs > 0):
+            return None
+        return max(1, int(round(total * self.searcher.weight_training_epochs(epochs) / epochs)))
 
     @property
     def current_epoch_or_zero(self) -> int:
@@ -328,7 +338,7 @@ class _SupernetEvaluator:
             grads = torch.autograd.grad(loss, tensors, allow_unused=True) if tensors and torch.isfinite(loss) \
                 else [None] * len(tensors)
         labels = list(gates)
-        values = torch.tensor([float(loss)] + [-float(g) if g is not None else 0.0 for g in grads], dtype=torch.float64,
+        values = torch.tensor([float(loss.detach())] + [-float(g) if g is not None else 0.0 for g in grads], dtype=torch.float64,
                               device=device)
         if module.trainer.world_size > 1:      # same row on every rank: average loss and credits over shards
             values = module.trainer.strategy.reduce(values, reduce_op='mean')

@@ -57,6 +57,9 @@ class MultiComplexitySearcher(ArchitectureSearcher):
             _logger.warning('the evaluator trains for %d epochs; MultiComplexity needs %d, the rest only repeat '
                             'the last stage', epochs, self.required_epochs)
 
+    def weight_training_epochs(self, max_epochs: int) -> int:
+        return max_epochs if self.method == 'simultaneous' else min(self.weight_epochs, max_epochs)
+
     def _component(self) -> int | None:
         if self.method != 'separate':
             return None
@@ -146,9 +149,12 @@ class MultiComplexity(ProbabilisticOneShotStrategy):
     complexity_scale
         ``'max'`` divides c by the largest spread a single choice makes, so that ε means the same
         on any space (the paper does not state its unit); a number divides by it (1e6: millions).
-    complexity_method
+    complexity_method, complexity_samples
         ``'marginal'`` (exact and cheap on additive spaces: NB201, ProxylessNAS) or ``'regression'``
-        (least-squares main effects; use it where choices interact, e.g. the ENAS cell or the CAE).
+        (least-squares main effects over ``complexity_samples`` random architectures; use it where choices
+        interact, e.g. the ENAS cell).
+    complexity_table
+        A :class:`ComplexityTable` measured earlier for the same space (skips the measurement).
     method
         ``'importance_sampling'`` (Algorithm 1), ``'separate'`` (Method 2) or ``'simultaneous'``
         (Method 1: one ε, weights and θ updated together; run one search per ε).
@@ -158,6 +164,7 @@ class MultiComplexity(ProbabilisticOneShotStrategy):
                  theta_epochs: int = 1, lam: int = 2, learning_rate: float | None = None, theta_min: str | float = 'paper',
                  complexity: str = 'params', input_shape: Sequence[int] | None = None,
                  complexity_scale: str | float = 'max', complexity_method: str = 'marginal',
+                 complexity_samples: int | None = None, complexity_table: ComplexityTable | None = None,
                  method: str = 'importance_sampling', **kwargs: Any):
         super().__init__(**kwargs)
         if method not in METHODS:
@@ -166,8 +173,8 @@ class MultiComplexity(ProbabilisticOneShotStrategy):
         if method == 'simultaneous' and len(epsilons) != 1:
             raise ValueError('method="simultaneous" (Method 1) trains the weights for one ε at a time: pass a single ε '
                              'and run one search per ε')
-        # T_W >= 1: θ is searched on a trained supernet (Algorithm 1); Method 1 has no weight stage.
-        minimum = {'weight_epochs': 0 if method == 'simultaneous' else 1, 'theta_epochs': 1}
+        # weight_epochs=0 starts the θ stage at once, e.g. from a supernet whose weights were loaded.
+        minimum = {'weight_epochs': 0, 'theta_epochs': 1}
         for name, value in [('weight_epochs', weight_epochs), ('theta_epochs', theta_epochs)]:
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum[name]:
                 raise ValueError(f'{name} must be an integer >= {minimum[name]} for method={method!r}, got {value!r}')
@@ -182,14 +189,17 @@ class MultiComplexity(ProbabilisticOneShotStrategy):
         if complexity_method not in ('marginal', 'regression'):
             raise ValueError(f"complexity_method must be 'marginal' or 'regression', got {complexity_method!r}")
         self.complexity_method = complexity_method
+        self.complexity_samples = complexity_samples
         self.method = method
-        self.complexity_table: ComplexityTable | None = None
+        self.complexity_table: ComplexityTable | None = complexity_table
 
     def build_searcher(self, encoding: SearchSpaceEncoding, model=None) -> MultiComplexitySearcher:
         if model is None:
             raise ValueError('MultiComplexity measures the complexity of each choice on the model space itself')
-        self.complexity_table = measure_complexity(model, encoding, self.complexity, self.input_shape,
-                                                   method=self.complexity_method, seed=self.seed or 0)
+        if self.complexity_table is None or self.complexity_table.encoding.labels != encoding.labels:
+            self.complexity_table = measure_complexity(model, encoding, self.complexity, self.input_shape,
+                                                       method=self.complexity_method, samples=self.complexity_samples,
+                                                       seed=self.seed or 0)
         _logger.info('complexity (%s) of the base architecture: %d; per choice: %s', self.complexity,
                      self.complexity_table.base, self.complexity_table.per_category.tolist())
         optimizer = MultiComplexityOptimizer(encoding.num_categories,

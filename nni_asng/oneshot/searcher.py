@@ -44,6 +44,10 @@ class ArchitectureSearcher:
     def start(self, total_steps: int, steps_per_epoch: int) -> None:
         """Called when training starts, with the number of steps it will run (for schedules)."""
 
+    def weight_training_epochs(self, max_epochs: int) -> int:
+        """How many of the ``max_epochs`` train the weights (the length of the weights' lr schedule)."""
+        return max_epochs
+
     def weight_architectures(self, epoch: int) -> np.ndarray:
         """Rows of the architectures whose mean loss trains the weights this step (asng-nas Eq. 9)."""
         raise NotImplementedError

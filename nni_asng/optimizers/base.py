@@ -31,6 +31,9 @@ class NaturalGradientOptimizer:
     def __init__(self, distribution, lam: int = 2, seed: int | None = None):
         if isinstance(lam, bool) or not isinstance(lam, (int, np.integer)) or lam < 2:
             raise ValueError(f'lam (λ, samples per iteration) must be an integer >= 2, got {lam!r}')
+        if distribution.num_parameters == 0:
+            raise ValueError('the distribution has no free parameter: every variable has a single choice, '
+                             'so there is nothing to search')
         self.distribution = distribution
         self.lam = int(lam)
         self.rng = np.random.default_rng(seed)

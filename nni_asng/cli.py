@@ -1,0 +1,236 @@
+"""``nni-asng``: search, retrain, run and launch experiments described by YAML configs.
+
+Examples::
+
+    nni-asng check  experiments/configs/asng_enas_fashion_mnist.yaml
+    nni-asng search experiments/configs/asng_enas_fashion_mnist.yaml --output runs/asng --set search.epochs=2
+    nni-asng search experiments/configs/asng_enas_fashion_mnist.yaml --output runs/asng --resume
+    nni-asng retrain experiments/configs/asng_enas_fashion_mnist.yaml --arch runs/asng/architecture.json --seed 1
+    nni-asng run    experiments/configs/asng_enas_fashion_mnist.yaml          # search + retrain, prints accuracy
+    nni-asng launch experiments/configs/asng_enas_fashion_mnist.yaml --arch runs/asng/architecture.json --port 8081
+    nni-asng launch experiments/configs/asng_enas_fashion_mnist.yaml --stop
+
+User errors (bad config, missing dataset, unknown names, wrong architecture file, busy port, failed trials)
+print one message and exit with a non-zero status; ``--debug`` adds the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ['main', 'build_parser']
+
+EXIT_INTERRUPTED = 130
+
+
+def _print(message: str = '') -> None:
+    print(message, flush=True)
+
+
+def _error(message: str) -> None:
+    print(f'nni-asng: error: {message}', file=sys.stderr, flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='nni-asng', description='Probabilistic one-shot NAS on NNI 3.0: search, '
+                                     'retrain and launch retraining trials from a YAML experiment config.')
+    parser.add_argument('--debug', action='store_true', help='show tracebacks and debug logs')
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+    sub.required = True
+
+    def common(p: argparse.ArgumentParser, output: bool = True) -> None:
+        p.add_argument('config', metavar='CONFIG', help='experiment YAML (see experiments/configs/)')
+        p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY.PATH=VALUE',
+                       help='override a config value, e.g. --set search.epochs=2 (repeatable)')
+        if output:
+            p.add_argument('--output', '-o', metavar='DIR', help='output folder (default: output.dir of the config, '
+                                                                 'or runs/<name>)')
+        p.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    p = sub.add_parser('check', help='validate a config and print it with all defaults')
+    common(p, output=False)
+
+    p = sub.add_parser('list', help='list the known spaces and strategies')
+    p.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    p = sub.add_parser('search', help='run the one-shot search and export the architecture')
+    common(p)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument('--resume', action='store_true', help='continue from OUTPUT/checkpoints/last.ckpt')
+    group.add_argument('--overwrite', action='store_true', help='delete earlier results in the output folder')
+
+    p = sub.add_parser('retrain', help='train the fixed network of an exported architecture')
+    common(p)
+    p.add_argument('--arch', metavar='ARCH.json', help='architecture.json / architectures.json of a search '
+                                                       '(inside an NNI trial: taken from the trial parameters)')
+    p.add_argument('--index', type=int, metavar='I', help='which architecture of an architectures.json')
+    p.add_argument('--seed', type=int, metavar='N', help='training seed (default: the first of retrain.seeds)')
+    p.add_argument('--base', metavar='DIR', help=argparse.SUPPRESS)   # where trial parameters' paths are relative to
+    p.add_argument('--overwrite', action='store_true', help='delete earlier results in the output folder')
+
+    p = sub.add_parser('run', help='search, then retrain the found architecture(s) and print the test metric')
+    common(p)
+    p.add_argument('--overwrite', action='store_true', help='delete earlier results in the output folder')
+
+    p = sub.add_parser('launch', help='retrain exported architectures as trials of an NNI experiment (web UI)')
+    common(p)
+    p.add_argument('--arch', action='append', default=[], metavar='ARCH.json',
+                   help='architecture file(s); default: OUTPUT/architecture(s).json of the search')
+    p.add_argument('--seeds', type=int, nargs='+', metavar='N', help='retraining seeds (default: retrain.seeds)')
+    p.add_argument('--port', type=int, help='web UI / REST port (default: launch.port)')
+    p.add_argument('--no-wait', action='store_true', help='return once the experiment runs')
+    p.add_argument('--stop-when-done', action='store_true', help='stop the experiment when all trials ended')
+    p.add_argument('--stop', action='store_true', help='stop the experiment launched into OUTPUT')
+    p.add_argument('--overwrite', action='store_true', help='replace an earlier launch folder')
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = bool(getattr(args, 'debug', False))
+    _configure_output(debug)
+    from .errors import user_error_types
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        _error('interrupted; results written so far are kept')
+        return EXIT_INTERRUPTED
+    except Exception as err:  # noqa: BLE001 - the top level decides how errors are shown
+        if isinstance(err, user_error_types()):
+            if debug:
+                traceback.print_exc()
+            message = str(err)
+            if type(err).__name__ == 'DatasetNotFoundError':
+                message += '\nIn nni-asng: set data.root in the config, or add --set data.root=PATH.'
+            _error(message)
+            return getattr(err, 'exit_code', 2)
+        raise
+
+
+def _configure_output(debug: bool) -> None:
+    """Our messages on stdout; NNI's and Lightning's chatter only with --debug (warnings stay visible)."""
+    import warnings
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format='%(levelname)s %(name)s: %(message)s')
+    if debug:
+        return
+    import nni.runtime.log  # noqa: F401  (sets the 'nni' logger to INFO when imported: import it first)
+    logging.getLogger('nni').propagate = False     # NNI prints its own (coloured) records
+    for name, level in (('nni', logging.ERROR), ('pytorch_lightning', logging.WARNING),
+                        ('lightning.pytorch', logging.WARNING), ('lightning_fabric', logging.WARNING),
+                        ('lightning', logging.WARNING)):
+        logging.getLogger(name).setLevel(level)
+    for message in ('.*is found to be not a nn.Module.*', '.*does not have many workers.*',
+                    '.*manual optimization and every_n_train_steps.*', '.*LeafSpec.*is deprecated.*',
+                    '.*The number of training batches.*', '.*You defined a `validation_step` but have no.*',
+                    '.*Checkpoint directory .* exists and is not empty.*'):
+        warnings.filterwarnings('ignore', message=message)
+    warnings.filterwarnings('ignore', category=DeprecationWarning)
+
+
+def _load(args):
+    from .config import load_config
+    return load_config(args.config, args.overrides)
+
+
+def _dispatch(args) -> int:
+    command = args.command
+    if command == 'list':
+        return _list()
+    cfg = _load(args)
+    if command == 'check':
+        from .config import dump_config
+        _print(f'# {args.config}: valid')
+        _print(dump_config(cfg).rstrip())
+        return 0
+    if command == 'search':
+        return _search(cfg, args)
+    if command == 'retrain':
+        return _retrain(cfg, args)
+    if command == 'run':
+        return _run(cfg, args)
+    if command == 'launch':
+        from .launch import launch_command
+        return launch_command(cfg, args, log=_print)
+    raise AssertionError(command)
+
+
+def _list() -> int:
+    from .registry import SPACES, STRATEGIES
+    _print('spaces:')
+    for e in SPACES.values():
+        _print(f'  {e.name:24s} {e.task:15s} {e.description}')
+    _print('strategies:')
+    for e in STRATEGIES.values():
+        _print(f'  {e.name:24s} {e.description}')
+    return 0
+
+
+def _search(cfg, args) -> int:
+    from .runs import run_search
+    result = run_search(cfg, args.output, resume=args.resume, overwrite=args.overwrite, log=_print)
+    _print(f'results in {result.output}')
+    return 0
+
+
+def _retrain(cfg, args) -> int:
+    from .errors import UserError
+    from .evaluators.classification import in_nni_trial
+    from .runs import run_retrain
+    arch, seed, index, output, trial = args.arch, args.seed, args.index, args.output, in_nni_trial()
+    if trial:
+        import nni
+        params = nni.get_next_parameter() or {}
+        base = Path(args.base) if args.base else Path.cwd()
+        if arch is None and 'arch' in params:
+            arch = str(base / params['arch'])
+        if seed is None and 'seed' in params:
+            seed = int(params['seed'])
+        if index is None and 'index' in params:
+            index = int(params['index'])
+        if output is None:
+            output = Path(os.environ.get('NNI_OUTPUT_DIR', '.')) / 'retrain'
+    if arch is None:
+        raise UserError('retrain needs --arch ARCH.json (the architecture.json written by `nni-asng search`)')
+    result = run_retrain(cfg, arch, seed=seed, index=index, output=output, overwrite=args.overwrite or trial,
+                         log=_print, report_to_nni=trial)
+    _print(f'test {result.metric_name}: {result.metric:.4f} ({result.params:,} parameters); '
+           f'results in {result.output / "retrain.json"}')
+    return 0
+
+
+def _run(cfg, args) -> int:
+    from .runs import run_retrain, run_search
+    result = run_search(cfg, args.output, overwrite=args.overwrite, log=_print)
+    seed = cfg.retrain.seeds[0]
+    lines = []
+    for index in range(len(result.architectures)):
+        many = len(result.architectures) > 1
+        folder = result.output / (f'retrain_arch{index}_seed{seed}' if many else f'retrain_seed{seed}')
+        r = run_retrain(cfg, result.architecture_file, seed=seed, index=index if many else None, output=folder,
+                        overwrite=True, log=_print)
+        lines.append((index, r))
+    _print('')
+    _print('=' * 72)
+    for index, r in lines:
+        what = f'architecture {index}: ' if len(lines) > 1 else ''
+        if r.metric_name == 'acc':
+            _print(f'{what}TEST ACCURACY {r.metric * 100:.2f}%  ({r.params:,} parameters, test loss '
+                   f'{r.metrics.get("loss", float("nan")):.4f})')
+        else:
+            _print(f'{what}TEST {r.metric_name.upper()} {r.metric:.3f}  ({r.params:,} parameters; '
+                   + ', '.join(f'{k} {v:.4f}' for k, v in r.metrics.items() if k != r.metric_name) + ')')
+    _print(f'search {result.wall_time:.0f} s, retrain {sum(r.wall_time for _, r in lines):.0f} s; '
+           f'results in {result.output}')
+    _print('=' * 72)
+    return 0
+
+
+if __name__ == '__main__':  # pragma: no cover
+    sys.exit(main())

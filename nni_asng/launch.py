@@ -1,0 +1,416 @@
+"""Retraining found architectures as trials of a real NNI experiment (web UI, REST API, nnictl).
+
+``nni-asng launch CONFIG`` writes ``<output>/launch/``::
+
+    config.yaml        the complete experiment config (with --set applied) the trials read
+    archs/*.json       one file per architecture (multi_complexity: one per ε)
+    launch.yml         the NNI experiment config, runnable as ``nnictl create --config launch.yml --port P``
+    launch.json        experiment id, port, web UI URL, trial table (what ``--stop`` reads)
+    trials.json        status and metrics of every trial once they ended
+
+and starts the same ``launch.yml`` through NNI's experiment manager (``nni.experiment.Experiment``,
+as ``nnictl create`` does, detached: the web UI outlives the command). The search space is a grid of
+``{"arch": <file>, "seed": <n>}`` (NNI's ``GridSearch`` tuner): one trial per architecture and seed,
+each running ``python -m nni_asng retrain config.yaml`` which reads its parameters with
+``nni.get_next_parameter()``, reports the test metric of every evaluated epoch as an intermediate
+result and the final one at the end. The command then polls ``/api/v1/nni/trial-jobs`` until all
+trials ended, prints their metrics and fails (exit 1) when a trial failed. ``--stop`` (or
+``nnictl stop <id>``) ends the experiment and its web server.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .config import ExperimentConfig, dump_config
+from .errors import LaunchError, OutputExistsError
+from .outputs import prepare_output, read_json, write_json, write_text
+
+__all__ = ['launch_command', 'start_experiment', 'stop_experiment', 'rest_get', 'trial_jobs', 'port_in_use',
+           'TERMINAL_STATES']
+
+Log = Callable[[str], None]
+TERMINAL_STATES = ('SUCCEEDED', 'FAILED', 'USER_CANCELED', 'SYS_CANCELED', 'EARLY_STOPPED')
+API = '/api/v1/nni'
+
+_REMOTE_EXAMPLES = """
+# ------------------------------------------------------------------------------------------------
+# Other training services (NNI 3.0 config reference:
+# https://nni.readthedocs.io/en/stable/reference/experiment_config.html). Put the block under
+# `launch.training_service` of the nni-asng config (keys as below) and run `nni-asng launch` again,
+# or edit `trainingService` here and run `nnictl create --config launch.yml --port 8080`.
+# The trial machines need this package (`pip install nni-asng`) and the dataset.
+#
+# trainingService:
+#   platform: remote
+#   reuseMode: true
+#   machineList:
+#     - host: 10.0.0.11
+#       user: alice
+#       sshKeyFile: ~/.ssh/id_rsa
+#       pythonPath: /opt/venv/bin          # where `python` with nni-asng lives
+#       useActiveGpu: false
+#
+# trainingService:                          # Kubernetes through Kubeflow's PyTorchJob operator
+#   platform: kubeflow
+#   reuseMode: true
+#   apiVersion: v1
+#   operator: pytorch-operator
+#   storage:
+#     storageType: nfs
+#     server: 10.0.0.20
+#     path: /exports/nni
+#   worker:
+#     replicas: 1
+#     command: python3 -m nni_asng retrain config.yaml --base .
+#     gpuNumber: 1
+#     cpuNumber: 4
+#     memorySize: 16g
+#     dockerImage: msranni/nni:latest     # an image with nni-asng installed
+# ------------------------------------------------------------------------------------------------
+"""
+
+
+# ---------------------------------------------------------------------------------------------- REST
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex(('127.0.0.1', port)) == 0
+
+
+def rest_get(port: int, path: str, timeout: float = 10.0) -> Any:
+    """GET ``http://127.0.0.1:<port>/api/v1/nni<path>`` as JSON."""
+    with urllib.request.urlopen(f'http://127.0.0.1:{port}{API}{path}', timeout=timeout) as response:
+        return json.loads(response.read().decode('utf-8'))
+
+
+def trial_jobs(port: int) -> list[dict[str, Any]]:
+    """The experiment's trials (``/trial-jobs``), with parameters and final metric decoded."""
+    jobs = rest_get(port, '/trial-jobs')
+    for job in jobs:
+        job['parameters'] = _parameters(job)
+        job['final'] = _final_metric(job)
+    return sorted(jobs, key=lambda j: j.get('sequenceId', 0))
+
+
+def _parameters(job: dict) -> dict:
+    for text in job.get('hyperParameters') or []:
+        try:
+            value = json.loads(text) if isinstance(text, str) else text
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value.get('parameters', value)
+    return {}
+
+
+def _decode_metric(data: Any) -> Any:
+    while isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            break
+    return data
+
+
+def _final_metric(job: dict) -> Any:
+    final = job.get('finalMetricData') or []
+    return _decode_metric(final[-1].get('data')) if final else None
+
+
+# ---------------------------------------------------------------------------------------------- start / stop
+def _gpu_number(cfg: ExperimentConfig) -> int:
+    value = cfg.launch.trial_gpu_number
+    if value == 'auto':
+        import torch
+        return 1 if torch.cuda.is_available() else 0
+    return int(value)
+
+
+def build_nni_config(cfg: ExperimentConfig, arch_names: list[str], seeds: list[int], folder: Path,
+                     working_directory: Path) -> dict[str, Any]:
+    """The nnictl-format (camelCase) experiment config of the retraining trials."""
+    service = dict(cfg.launch.training_service)
+    platform = service.get('platform')
+    gpus = _gpu_number(cfg)
+    if platform == 'local' and gpus > 0:
+        service.setdefault('useActiveGpu', True)
+    python = cfg.launch.python or (sys.executable if platform == 'local' else 'python3')
+    command = f'{shlex.quote(python)} -m nni_asng retrain config.yaml --base .'
+    config: dict[str, Any] = {
+        'experimentName': cfg.name,
+        'searchSpace': {'arch': {'_type': 'choice', '_value': arch_names},
+                        'seed': {'_type': 'choice', '_value': list(seeds)}},
+        'trialCommand': command,
+        'trialCodeDirectory': '.',
+        'trialConcurrency': cfg.launch.trial_concurrency,
+        'trialGpuNumber': gpus,
+        'maxTrialNumber': len(arch_names) * len(seeds),
+        'tuner': {'name': 'GridSearch'},
+        'experimentWorkingDirectory': str(working_directory),
+        'trainingService': service,
+    }
+    if cfg.launch.max_trial_duration:
+        config['maxTrialDuration'] = cfg.launch.max_trial_duration
+    if cfg.launch.max_experiment_duration:
+        config['maxExperimentDuration'] = cfg.launch.max_experiment_duration
+    return config
+
+
+def start_experiment(launch_yml: Path, port: int):
+    """Start ``launch.yml`` as ``nnictl create --config launch.yml --port P`` does (detached)."""
+    from nni.experiment import Experiment, RunMode
+    from nni.experiment.config import ExperimentConfig as NniConfig
+    try:
+        config = NniConfig.load(str(launch_yml))
+        config.validate()
+    except Exception as err:
+        raise LaunchError(f'{launch_yml}: NNI rejects the experiment config: {err}') from err
+    experiment = Experiment(config)
+    try:
+        experiment.start(port, debug=False, run_mode=RunMode.Detach)
+    except Exception as err:
+        raise LaunchError(f'NNI could not start the experiment on port {port}: {err}') from err
+    return experiment
+
+
+def _serves(port: int, experiment_id: str) -> bool:
+    """Whether the NNI manager on ``port`` runs ``experiment_id`` (the port may have been reused since)."""
+    try:
+        return rest_get(port, '/experiment', timeout=5).get('id') == experiment_id
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _manager_process(pid: int | None, experiment_id: str):
+    """The NNI manager process ``pid`` if it still runs ``experiment_id`` (never an unrelated reused pid)."""
+    import psutil
+    if pid is None:
+        return None
+    try:
+        process = psutil.Process(pid)
+        command = process.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    if any(part.endswith('main.js') for part in command) and experiment_id in command:
+        return process
+    return None
+
+
+def stop_experiment(experiment_id: str, port: int | None, pid: int | None = None, timeout: float = 30.0) -> bool:
+    """Stop the NNI manager of ``experiment_id`` (and its trials): gracefully through the REST API, then by
+    killing its process if it does not exit within ``timeout``. True if it was running."""
+    import psutil
+    running = False
+    if port is not None and _serves(port, experiment_id):
+        try:
+            request = urllib.request.Request(f'http://127.0.0.1:{port}{API}/experiment', method='DELETE')
+            urllib.request.urlopen(request, timeout=10).read()
+            running = True
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+    process = _manager_process(pid, experiment_id)
+    if process is not None:
+        running = True
+        try:
+            process.wait(timeout)
+        except psutil.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        except psutil.NoSuchProcess:
+            pass
+    try:
+        from nni.tools.nnictl.config_utils import Experiments
+        manifest = Experiments()
+        if experiment_id in manifest.get_all_experiments():
+            manifest.update_experiment(experiment_id, 'status', 'STOPPED')
+            manifest.update_experiment(experiment_id, 'endTime', int(time.time() * 1000))
+    except Exception:  # the manifest is bookkeeping only
+        pass
+    return running
+
+
+# ---------------------------------------------------------------------------------------------- the command
+def _default_arch_files(out: Path) -> list[Path]:
+    for name in ('architectures.json', 'architecture.json'):
+        if (out / name).is_file():
+            return [out / name]
+    raise LaunchError(f'no architecture to retrain: {out} has no architecture.json / architectures.json. '
+                      f'Run `nni-asng search` first (with the same --output), or pass --arch FILE.json')
+
+
+def _write_arch_files(cfg: ExperimentConfig, files: list[str | Path], folder: Path, log: Log) -> list[str]:
+    """Validate every architecture against the space and write one file per architecture into archs/."""
+    from .registry import space_entry
+    from .runs import _quiet_warnings, load_architectures, validate_architecture
+    from .tasks import retrain_data
+    entry = space_entry(cfg.space.name)
+    info = None
+    names: list[str] = []
+    for path in files:
+        path = Path(path)
+        archs = load_architectures(path, cfg)
+        if info is None:
+            with _quiet_warnings():
+                info = retrain_data(cfg, entry, cfg.seed).info
+        for i, arch in enumerate(archs):
+            validate_architecture(cfg, arch, info, path)
+            stem = path.stem if len(archs) == 1 else f'{path.stem}_{i}'
+            name = f'archs/{stem}.json'
+            while name in names:
+                stem += '_'
+                name = f'archs/{stem}.json'
+            doc = {'space': cfg.space.name, 'space_args': dict(cfg.space.args), 'source': str(path.resolve()),
+                   'index': i, 'architecture': arch}
+            write_json(folder / name, doc)
+            names.append(name)
+    log(f'{len(names)} architecture(s) validated against space {cfg.space.name!r}')
+    return names
+
+
+def launch_command(cfg: ExperimentConfig, args, log: Log = print) -> int:
+    out = Path(args.output) if args.output else cfg.output_dir
+    folder = out / 'launch'
+    if args.stop:
+        return _stop_command(folder, log)
+
+    port = args.port or cfg.launch.port
+    if port_in_use(port):
+        raise LaunchError(f'port {port} is already in use (another NNI experiment? `nnictl experiment list`); '
+                          f'choose another one with --port or launch.port')
+    previous = folder / 'launch.json'
+    if previous.is_file() and not args.overwrite:
+        info = read_json(previous)
+        raise OutputExistsError(f'{folder} already holds a launch (experiment {info.get("id")}, port '
+                                f'{info.get("port")}); stop it with `nni-asng launch {cfg.source} --output {out} '
+                                f'--stop` and pass --overwrite, or use another --output')
+    if previous.is_file():
+        info = read_json(previous)
+        stop_experiment(info.get('id', ''), info.get('port'), info.get('pid'))
+    arch_files = args.arch or _default_arch_files(out)
+    seeds = list(args.seeds or cfg.retrain.seeds)
+    if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+        raise LaunchError(f'--seeds must be distinct non-negative integers, got {seeds}')
+    folder = prepare_output(folder, overwrite=args.overwrite, what='a launch')
+    names = _write_arch_files(cfg, arch_files, folder, log)
+    write_text(folder / 'config.yaml', dump_config(cfg))
+    working = Path(cfg.launch.experiment_working_directory or (out / 'nni-experiments')).expanduser().resolve()
+    nni_config = build_nni_config(cfg, names, seeds, folder, working)
+    header = (f'# NNI experiment: retrain {len(names)} architecture(s) x {len(seeds)} seed(s) of {cfg.name}.\n'
+              f'# Written by `nni-asng launch`; start it again with\n'
+              f'#   nnictl create --config {folder.resolve() / "launch.yml"} --port {port}\n')
+    write_text(folder / 'launch.yml', header + yaml.safe_dump(nni_config, sort_keys=False) + _REMOTE_EXAMPLES)
+
+    experiment = start_experiment(folder / 'launch.yml', port)
+    url = f'http://127.0.0.1:{port}/'
+    pid = experiment._proc.pid if experiment._proc is not None else None   # noqa: SLF001 (NNI keeps it there)
+    record = {'id': experiment.id, 'port': port, 'url': url, 'pid': pid, 'launch_yml': str(folder / 'launch.yml'),
+              'working_directory': str(working), 'trials': [{'arch': n, 'seed': s} for n in names for s in seeds],
+              'started': time.strftime('%Y-%m-%d %H:%M:%S')}
+    write_json(folder / 'launch.json', record)
+    log(f'NNI experiment {experiment.id} started: {len(names) * len(seeds)} trial(s)')
+    log(f'web UI: {url}   (REST: {url}api/v1/nni/trial-jobs)')
+    log(f'stop it with: nni-asng launch {cfg.source} --output {out} --stop   (or: nnictl stop {experiment.id})')
+    if args.no_wait:
+        return 0
+    try:
+        jobs = wait_for_trials(port, len(names) * len(seeds), cfg.launch.poll_interval, log)
+    except KeyboardInterrupt:
+        log(f'stopped waiting; the experiment keeps running at {url}')
+        raise
+    write_json(folder / 'trials.json', jobs)
+    failed = [j for j in jobs if j.get('status') != 'SUCCEEDED']
+    if args.stop_when_done:
+        stop_experiment(experiment.id, port, pid)
+        log(f'experiment {experiment.id} stopped')
+    else:
+        log(f'all trials ended; the web UI stays at {url} until you stop the experiment')
+    if failed:
+        raise LaunchError(f'{len(failed)} of {len(jobs)} trial(s) did not succeed:\n' +
+                          '\n'.join(_failure(j) for j in failed))
+    return 0
+
+
+def _stop_command(folder: Path, log: Log) -> int:
+    record_file = folder / 'launch.json'
+    if not record_file.is_file():
+        raise LaunchError(f'nothing to stop: {record_file} does not exist (was the experiment launched with this '
+                          '--output?); `nnictl experiment list` shows running experiments')
+    info = read_json(record_file)
+    running = stop_experiment(info['id'], info.get('port'), info.get('pid'))
+    log(f'experiment {info["id"]} ' + ('stopped' if running else 'was not running'))
+    return 0
+
+
+def _describe(job: dict) -> str:
+    params = job.get('parameters') or {}
+    what = ', '.join(f'{k}={v}' for k, v in params.items())
+    return f'trial {job.get("trialJobId")} ({what})'
+
+
+def _metric_text(final: Any) -> str:
+    if isinstance(final, dict):
+        return ', '.join(f'{k} {v:.4f}' if isinstance(v, float) else f'{k} {v}' for k, v in final.items())
+    return f'{final:.4f}' if isinstance(final, float) else str(final)
+
+
+def _failure(job: dict) -> str:
+    text = f'  {_describe(job)}: {job.get("status")}'
+    stderr = _stderr_tail(job)
+    if stderr:
+        text += '\n' + '\n'.join('      ' + line for line in stderr)
+    return text
+
+
+def _stderr_tail(job: dict, lines: int = 12) -> list[str]:
+    """Last lines of a local trial's stderr (NNI 3.0 writes ``trial.stderr`` into the trial's folder)."""
+    candidates = []
+    for key in ('stderrPath', 'logPath'):
+        value = job.get(key) or ''
+        if value.startswith('file://'):
+            value = value.split(':', 2)[-1]
+        if value:
+            path = Path(value)
+            candidates += [path, path / 'trial.stderr', path / 'stderr', path.parent / 'trial.stderr']
+    for path in candidates:
+        if path.is_file():
+            text = path.read_text(encoding='utf-8', errors='replace')
+            return [line for line in text.splitlines() if line.strip()][-lines:]
+    return []
+
+
+def wait_for_trials(port: int, expected: int, interval: float, log: Log, timeout: float | None = None) -> list[dict]:
+    """Poll the REST API until ``expected`` trials reached a terminal state (or the experiment ended)."""
+    seen: dict[str, str] = {}
+    started = time.time()
+    while True:
+        try:
+            jobs = trial_jobs(port)
+            status = rest_get(port, '/check-status').get('status')
+        except (urllib.error.URLError, OSError) as err:
+            raise LaunchError(f'lost the NNI experiment on port {port}: {err}') from err
+        for job in jobs:
+            state = job.get('status')
+            key = job.get('trialJobId')
+            if seen.get(key) != state:
+                seen[key] = state
+                extra = f': {_metric_text(job["final"])}' if state == 'SUCCEEDED' and job['final'] is not None else ''
+                log(f'{_describe(job)} {state}{extra}')
+        finished = [j for j in jobs if j.get('status') in TERMINAL_STATES]
+        if len(finished) >= expected or status in ('DONE', 'STOPPED', 'ERROR'):
+            if status == 'ERROR' and len(finished) < expected:
+                raise LaunchError(f'the NNI experiment reported an error (status ERROR) after {len(finished)} of '
+                                  f'{expected} trial(s); see its log under the experiment working directory')
+            return jobs
+        if timeout is not None and time.time() - started > timeout:
+            raise LaunchError(f'timed out after {timeout:.0f} s waiting for {expected} trial(s)')
+        time.sleep(interval)

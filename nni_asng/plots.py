@@ -1,0 +1,128 @@
+"""PNG figures of a search: distribution statistics per epoch, the final distribution, and
+validation loss vs parameters of multi-complexity architectures. Matplotlib's Agg backend, no display."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .outputs import atomic_write  # noqa: E402
+
+__all__ = ['plot_history', 'plot_distribution', 'plot_complexity']
+
+# Keys of the history records that are not per-epoch scalars of the distribution.
+_SKIP = {'epoch', 'step', 'architectures'}
+_TITLES = {'convergence': 'convergence (mean max θ)', 'entropy': 'entropy of p_θ', 'delta': 'step size δ',
+           'lr': 'θ learning rate', 'eta': 'θ learning rate η'}
+
+
+def _save(fig, path: Path) -> Path:
+    def write(tmp: Path):
+        fig.savefig(tmp, format='png', dpi=110, bbox_inches='tight')
+    atomic_write(path, write)
+    plt.close(fig)
+    return path
+
+
+def plot_history(history: Sequence[Mapping[str, Any]], path: str | Path, title: str = '') -> Path | None:
+    """One panel per scalar of the per-epoch records (convergence, entropy, step size, ...)."""
+    if not history:
+        return None
+    keys: list[str] = []
+    for record in history:
+        for key, value in record.items():
+            if key not in _SKIP and key not in keys and isinstance(value, (int, float)) and not isinstance(value, bool):
+                keys.append(key)
+    if not keys:
+        return None
+    cols = min(3, len(keys))
+    rows = math.ceil(len(keys) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    epochs = [r.get('epoch', i) + 1 for i, r in enumerate(history)]
+    for ax, key in zip(axes.flat, keys):
+        values = [r.get(key, math.nan) for r in history]
+        values = [v if isinstance(v, (int, float)) else math.nan for v in values]
+        ax.plot(epochs, values, marker='o', markersize=3)
+        ax.set_title(_TITLES.get(key, key), fontsize=10)
+        ax.set_xlabel('epoch')
+        ax.grid(alpha=0.3)
+        if key == 'delta' and all(v > 0 for v in values if not math.isnan(v)):
+            ax.set_yscale('log')
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis('off')
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
+def _value_label(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= 18 else text[:17] + '…'
+
+
+def plot_distribution(probabilities: Mapping[str, Mapping[Any, float]], path: str | Path,
+                      chosen: Mapping[str, Any] | None = None, title: str = '') -> Path | None:
+    """Heatmap labels x categories of P(value); the exported (or most likely) value is framed.
+
+    Works for any space: rows are the labels, columns the values of each label in order.
+    """
+    labels = [label for label, dist in probabilities.items() if dist]
+    if not labels:
+        return None
+    width = max(len(probabilities[label]) for label in labels)
+    fig, ax = plt.subplots(figsize=(min(2.0 + 1.1 * width, 22), min(1.5 + 0.32 * len(labels), 40)))
+    grid = [[math.nan] * width for _ in labels]
+    for i, label in enumerate(labels):
+        for j, p in enumerate(probabilities[label].values()):
+            grid[i][j] = p
+    image = ax.imshow(grid, aspect='auto', cmap='viridis', vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, label='probability', fraction=0.04)
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.set_xticks(range(width))
+    ax.set_xticklabels([str(j) for j in range(width)])
+    ax.set_xlabel('category (index)')
+    for i, label in enumerate(labels):
+        values = list(probabilities[label])
+        best = max(range(len(values)), key=lambda j: probabilities[label][values[j]])
+        target = best
+        if chosen is not None and label in chosen:
+            wanted = json.dumps(chosen[label]) if not isinstance(chosen[label], str) else chosen[label]
+            for j, v in enumerate(values):
+                if (v if isinstance(v, str) else json.dumps(v)) == wanted:
+                    target = j
+        ax.add_patch(plt.Rectangle((target - 0.5, i - 0.5), 1, 1, fill=False, edgecolor='red', linewidth=1.5))
+        if width <= 12 and len(labels) <= 60:
+            for j, v in enumerate(values):
+                ax.text(j, i, _value_label(v), ha='center', va='center', fontsize=5,
+                        color='white' if probabilities[label][v] < 0.6 else 'black')
+    ax.set_title(title or 'final architecture distribution (red: exported choice)', fontsize=10)
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
+def plot_complexity(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = '') -> Path | None:
+    """Validation loss (supernet, D_θ batches) vs parameters of the multi-complexity architectures."""
+    points = [r for r in rows if r.get('val_loss') is not None and r.get('params') is not None]
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    xs = [r['params'] for r in points]
+    ys = [r['val_loss'] for r in points]
+    ax.plot(xs, ys, marker='o')
+    for r in points:
+        ax.annotate(f"ε={r['epsilon']:g}", (r['params'], r['val_loss']), textcoords='offset points', xytext=(4, 4),
+                    fontsize=8)
+    ax.set_xlabel('parameters')
+    ax.set_ylabel('validation loss (supernet weights)')
+    ax.grid(alpha=0.3)
+    ax.set_title(title or 'multi-complexity: loss vs size', fontsize=10)
+    fig.tight_layout()
+    return _save(fig, Path(path))

@@ -1,0 +1,449 @@
+"""What the CLI's ``search`` and ``retrain`` commands do, as functions.
+
+``run_search`` writes into its output folder (all JSON written atomically)::
+
+    config.yaml            the complete config (defaults filled in), for the record and for ``launch``
+    architecture.json      {"space", "space_args", "strategy", "architecture": {label: value}}
+    architectures.json     multi_complexity: per ε (smallest network first) the architecture and its size
+    history.json           per-epoch summaries of the distribution and the architectures exported then
+    probabilities.json     {label: {value: P(value)}} of the final distribution
+    distribution.png       heatmap of the final distribution, exported choices framed
+    history.png            convergence / entropy / step size per epoch
+    complexity.png         multi_complexity: validation loss vs parameters of the N architectures
+    summary.json           config, wall time, device, final metrics, versions
+    checkpoints/last.ckpt  Lightning checkpoint incl. the search state (``--resume`` continues it)
+    logs/metrics.csv       everything logged during the search
+
+Resume (documented hook, kept simple): ``--resume`` passes ``ckpt_path=<output>/checkpoints/last.ckpt``
+to ``trainer.fit`` through the evaluator's ``fit_kwargs``; Lightning restores weights, optimizer, loop
+counters and, via ``on_load_checkpoint``, the strategy's search state.
+
+``run_retrain`` trains the fixed network of an exported architecture and writes ``retrain.json``.
+Inside an NNI trial it reports every evaluation with ``nni.report_intermediate_result`` and the test
+metric with ``nni.report_final_result``.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import platform
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+from .config import ExperimentConfig, dump_config
+from .errors import ArchitectureFileError, ConfigError, UserError
+from .outputs import check_output, prepare_output, read_json, write_json, write_text
+from .registry import count_parameters, scale_to_budget, space_entry, strategy_entry
+
+__all__ = ['run_search', 'run_retrain', 'SearchResult', 'RetrainResult', 'load_architectures', 'versions']
+
+_logger = logging.getLogger(__name__)
+Log = Callable[[str], None]
+
+
+@dataclass
+class SearchResult:
+    output: Path
+    architectures: list[dict[str, Any]]          # one, or N for multi_complexity (smallest first)
+    architecture_file: Path
+    wall_time: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RetrainResult:
+    output: Path
+    metric_name: str
+    metric: float
+    metrics: dict[str, float]
+    params: int
+    wall_time: float
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+    out = {'python': platform.python_version()}
+    for pkg in ('nni-asng', 'nni', 'torch', 'pytorch-lightning', 'numpy'):
+        with contextlib.suppress(md.PackageNotFoundError):
+            out[pkg] = md.version(pkg)
+    return out
+
+
+@contextlib.contextmanager
+def _quiet_warnings():
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='.*is found to be not a nn.Module.*')
+        warnings.filterwarnings('ignore', message='.*does not have many workers.*')
+        warnings.filterwarnings('ignore', message='.*The number of training batches.*')
+        warnings.filterwarnings('ignore', message='.*Validation dataloaders are missing.*')
+        warnings.filterwarnings('ignore', category=DeprecationWarning)
+        yield
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------------------------------------- search
+def _build_strategy(cfg: ExperimentConfig, info):
+    entry = strategy_entry(cfg.strategy.name)
+    cls = entry.load_class()
+    args = dict(cfg.strategy.args)
+    params = entry.parameters()
+    if 'gradient_clip_val' in params:
+        args['gradient_clip_val'] = cfg.search.gradient_clip
+    elif cfg.search.gradient_clip is not None:
+        _logger.warning('strategy %s cannot clip gradients; search.gradient_clip is ignored', entry.name)
+    if 'log_every_n_steps' in params:
+        args['log_every_n_steps'] = cfg.search.log_every_n_steps
+    if 'seed' in params:
+        args['seed'] = cfg.seed
+    if entry.name == 'multi_complexity' and args.get('complexity') == 'flops' and 'input_shape' not in args:
+        args['input_shape'] = list(info.input_shape)
+    try:
+        return entry, cls(**args)
+    except (ValueError, TypeError) as err:   # the strategies check their hyperparameters
+        raise ConfigError(f'{cfg.source}: strategy.args: {err}') from err
+
+
+def _check_resume(out: Path, cfg: ExperimentConfig) -> Path:
+    ckpt = out / 'checkpoints' / 'last.ckpt'
+    if not ckpt.is_file():
+        raise UserError(f'--resume: no checkpoint to resume from ({ckpt} does not exist)')
+    previous = out / 'config.yaml'
+    if previous.is_file():
+        from .config import load_config
+        try:
+            old = load_config(previous)
+        except ConfigError:
+            old = None
+        if old is not None:
+            for section in ('space', 'strategy', 'data'):
+                if getattr(old, section) != getattr(cfg, section) or old.seed != cfg.seed:
+                    raise UserError(f'--resume: the {section} section (or the seed) differs from the run in {out} '
+                                    f'({previous}); a checkpoint can only continue the same search')
+    return ckpt
+
+
+def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *, resume: bool = False,
+               overwrite: bool = False, log: Log = print) -> SearchResult:
+    """One-shot search as configured; writes the files listed in the module docstring."""
+    import pytorch_lightning as pl
+    from nni.nas.experiment import NasExperiment
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.loggers import CSVLogger
+
+    from . import tasks
+
+    out = Path(output) if output is not None else cfg.output_dir
+    if resume and not (out / 'checkpoints' / 'last.ckpt').is_file():
+        raise UserError(f'--resume: no checkpoint to resume from ({out / "checkpoints" / "last.ckpt"} does not exist)')
+    check_output(out, resume=resume, overwrite=overwrite, what='search results')
+    ckpt = _check_resume(out, cfg) if resume else None
+
+    # Build everything that can fail on user input before the output folder is touched.
+    space_e = space_entry(cfg.space.name)
+    device = tasks.resolve_device(cfg.search.device)
+    _set_threads(cfg.search.threads)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    data = tasks.search_data(cfg, space_e)
+    with _quiet_warnings():
+        space = space_e.build_space(cfg.space.args, data.info)
+    strategy_e, strategy = _build_strategy(cfg, data.info)
+
+    out = prepare_output(out, resume=resume, overwrite=overwrite, what='search results')
+    fit_kwargs = {'ckpt_path': str(ckpt)} if ckpt is not None else {}
+    write_text(out / 'config.yaml', dump_config(cfg))
+    log(f'search: {cfg.strategy.name} on {cfg.space.name} ({cfg.data.dataset}: D_x {data.sizes[0]}, '
+        f'D_θ {data.sizes[1]} examples), {cfg.search.epochs} epoch(s) on {device}')
+
+    callbacks = []
+    if cfg.search.checkpoint_every_n_steps:
+        callbacks.append(ModelCheckpoint(dirpath=out / 'checkpoints', filename='step{step}', save_top_k=0,
+                                         save_last=True, every_n_train_steps=cfg.search.checkpoint_every_n_steps))
+    # A resumed run logs beside the first one (Lightning's CSV logger would replace its metrics.csv).
+    version = time.strftime('resumed_%Y%m%d-%H%M%S') if resume else ''
+    logger = CSVLogger(save_dir=str(out), name='logs', version=version)
+    evaluator = tasks.search_evaluator(cfg, space_e, data, callbacks=callbacks, logger=logger, device=device,
+                                       default_root_dir=str(out), fit_kwargs=fit_kwargs)
+    exp = NasExperiment(space, evaluator, strategy)
+    exp.config.experiment_name = cfg.name
+    exp.config.experiment_working_directory = str((out / 'nni-experiments').resolve())
+
+    started = time.time()
+    summary: dict[str, Any] = {'name': cfg.name, 'command': 'search', 'status': 'running',
+                               'started': time.strftime('%Y-%m-%d %H:%M:%S'), 'device': device,
+                               'config': cfg.model_dump(mode='json'), 'versions': versions(),
+                               'argv': sys.argv, 'resumed': resume}
+    write_json(out / 'summary.json', summary)
+    try:
+        with _quiet_warnings():
+            exp.run()
+    except BaseException as err:
+        summary.update(status='interrupted' if isinstance(err, KeyboardInterrupt) else 'failed',
+                       error=f'{type(err).__name__}: {err}', wall_time_s=time.time() - started)
+        write_json(out / 'summary.json', summary)
+        _save_partial(strategy, strategy_e, out)
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            exp.stop()
+    wall = time.time() - started
+    trainer = evaluator.trainer
+    if cfg.search.checkpoint_every_n_steps:
+        trainer.save_checkpoint(str(out / 'checkpoints' / 'last.ckpt'))   # the final state, whatever the step
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
+               if v.numel() == 1 and not k.startswith('arch/argmax/')}
+
+    result = _write_search_results(cfg, out, exp, strategy, strategy_e, space_e, space, data, wall, log)
+    result.metrics = metrics
+    summary.update(status='done', wall_time_s=wall, final_metrics=metrics,
+                   global_step=int(trainer.global_step), epochs=int(trainer.current_epoch),
+                   architecture_file=result.architecture_file.name)
+    write_json(out / 'summary.json', summary)
+    return result
+
+
+def _save_partial(strategy, strategy_e, out: Path) -> None:
+    """Keep what a failed/interrupted search had: its history (the checkpoint is already on disk)."""
+    with contextlib.suppress(Exception):
+        if strategy_e.ours and strategy.history:
+            write_json(out / 'history.json', strategy.history)
+
+
+def _arch_document(cfg: ExperimentConfig, **extra) -> dict[str, Any]:
+    return {'space': cfg.space.name, 'space_args': dict(cfg.space.args), 'strategy': cfg.strategy.name,
+            'dataset': cfg.data.dataset, **extra}
+
+
+def _write_search_results(cfg, out, exp, strategy, strategy_e, space_e, space, data, wall, log) -> SearchResult:
+    from . import plots
+    module = strategy.oneshot_module
+    history = list(strategy.history) if strategy_e.ours else []
+    write_json(out / 'history.json', history)
+    try:
+        probabilities = module.export_probs()
+    except Exception as err:   # e.g. NNI's RandomOneShot has no distribution
+        _logger.info('no probabilities to export (%s)', err)
+        probabilities = {}
+    write_json(out / 'probabilities.json', probabilities)
+
+    distribution_title = f'{cfg.name}: final distribution (red: exported choice)'
+    if strategy_e.name == 'multi_complexity':
+        rows = _multi_complexity_rows(cfg, strategy, space_e, space, data)
+        arch_file = write_json(out / 'architectures.json', _arch_document(cfg, architectures=rows))
+        architectures = [r['architecture'] for r in rows]
+        # probabilities.json holds the distribution of the first ε; frame that ε's architecture
+        first = strategy.results()[0]
+        chosen = first['architecture']
+        distribution_title = f"{cfg.name}: distribution of ε={first['epsilon']:g} (red: its architecture)"
+        plots.plot_complexity(rows, out / 'complexity.png', title=f'{cfg.name}: loss vs parameters')
+        for r in rows:
+            loss = f", val loss {r['val_loss']:.4f}" if r.get('val_loss') is not None else ''
+            log(f"  ε={r['epsilon']:g}: {r['params']:,} parameters{loss}")
+    else:
+        with _quiet_warnings():
+            architecture = exp.export_top_models(formatter='dict')[0]
+        extra = {}
+        if strategy_e.name in ('advantage_nas', 'reinforce'):
+            extra['exports'] = {mode: strategy.export_architectures(mode) for mode in ('argmax', 'process_best')}
+        arch_file = write_json(out / 'architecture.json', _arch_document(cfg, architecture=architecture, **extra))
+        architectures = [architecture]
+        chosen = architecture
+
+    plots.plot_history(history, out / 'history.png', title=f'{cfg.name}: distribution per epoch')
+    plots.plot_distribution(probabilities, out / 'distribution.png', chosen=chosen, title=distribution_title)
+    log(f'search done in {wall:.0f} s; architecture written to {arch_file}')
+    return SearchResult(out, architectures, arch_file, wall)
+
+
+def _multi_complexity_rows(cfg, strategy, space_e, space, data) -> list[dict[str, Any]]:
+    """Per ε: architecture, exact parameter count of its fixed network, predicted count and the validation
+    loss of the trained supernet on a few D_θ batches; smallest network first."""
+    results = strategy.results()
+    metric = strategy.complexity_table.metric if strategy.complexity_table is not None else 'params'
+    losses = _supernet_losses(strategy, [r['architecture'] for r in results], data.val, cfg.search.evaluate_batches)
+    rows = []
+    for r, loss in zip(results, losses):
+        arch = r['architecture']
+        with _quiet_warnings():
+            params = count_parameters(space_e.build_fixed(arch, cfg.space.args, data.info))
+        rows.append({'epsilon': r['epsilon'], 'params': params, f'predicted_{metric}': r.get(metric),
+                     'val_loss': loss, 'architecture': arch})
+    rows.sort(key=lambda row: (row['params'], row['epsilon']))
+    return rows
+
+
+@torch.no_grad()
+def _supernet_losses(strategy, architectures, loader, batches: int) -> list[float | None]:
+    """Mean loss of each architecture on the first ``batches`` D_θ batches, with the supernet's weights."""
+    module = strategy.oneshot_module
+    if not hasattr(module, 'activate'):
+        return [None] * len(architectures)
+    training = module.training_module
+    device = next(module.parameters()).device
+    collected = []
+    for i, batch in enumerate(loader):
+        if i >= batches:
+            break
+        collected.append(tuple(t.to(device) for t in batch))
+    losses = []
+    saved_log = training.__dict__.get('log')
+    training.log = lambda *a, **k: None
+    try:
+        for arch in architectures:
+            module.activate(arch)
+            values = []
+            for j, batch in enumerate(collected):
+                out = training.training_step(batch, j)
+                values.append(float(out['loss'] if isinstance(out, dict) else out))
+            losses.append(sum(values) / len(values) if values else None)
+    except Exception as err:   # the plot is a bonus; never lose the search results for it
+        _logger.warning('could not evaluate the multi-complexity architectures: %s', err)
+        return [None] * len(architectures)
+    finally:
+        if saved_log is None:
+            training.__dict__.pop('log', None)
+        else:
+            training.log = saved_log
+    return losses
+
+
+# ---------------------------------------------------------------------------------------------- retrain
+def load_architectures(path: str | os.PathLike, cfg: ExperimentConfig) -> list[dict[str, Any]]:
+    """The architecture(s) in an ``architecture.json`` / ``architectures.json`` (or a bare ``{label: value}``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArchitectureFileError(f'architecture file {path} does not exist')
+    try:
+        doc = read_json(path)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ArchitectureFileError(f'{path}: not valid JSON ({err})') from None
+    if not isinstance(doc, dict):
+        raise ArchitectureFileError(f'{path}: expected a JSON object, got {type(doc).__name__}')
+    space = doc.get('space')
+    if space is not None and space_entry(space).name != space_entry(cfg.space.name).name:
+        raise ArchitectureFileError(f'{path} holds an architecture of space {space!r}, but the config searches space '
+                                    f'{cfg.space.name!r}')
+    if 'architectures' in doc:
+        archs = [row.get('architecture') if isinstance(row, dict) else None for row in doc['architectures']]
+    elif 'architecture' in doc:
+        archs = [doc['architecture']]
+    else:
+        archs = [doc]
+    for i, arch in enumerate(archs):
+        if not isinstance(arch, dict) or not arch:
+            raise ArchitectureFileError(f'{path}: architecture {i} is not a {{label: value}} object')
+    return archs
+
+
+def _select(archs: list[dict], index: int | None, path) -> tuple[dict, int]:
+    if index is None:
+        if len(archs) > 1:
+            raise ArchitectureFileError(f'{path} holds {len(archs)} architectures; choose one with --index 0..'
+                                        f'{len(archs) - 1}')
+        index = 0
+    if not 0 <= index < len(archs):
+        raise ArchitectureFileError(f'--index {index}: {path} holds {len(archs)} architecture(s) (0..{len(archs) - 1})')
+    return archs[index], index
+
+
+def validate_architecture(cfg: ExperimentConfig, arch: Mapping[str, Any], info, path) -> None:
+    """Check ``arch`` against the configured search space; errors name the offending label."""
+    from .oneshot import ArchitectureError, SearchSpaceEncoding
+    entry = space_entry(cfg.space.name)
+    with _quiet_warnings():
+        space = entry.build_space(cfg.space.args, info)
+    try:
+        SearchSpaceEncoding(space).validate(arch)
+    except ArchitectureError as err:
+        raise ArchitectureFileError(f'{path} does not match space {cfg.space.name!r} '
+                                    f'(args {dict(cfg.space.args)}): {err}') from None
+
+
+def run_retrain(cfg: ExperimentConfig, arch_path: str | os.PathLike, *, seed: int | None = None,
+                index: int | None = None, output: str | os.PathLike | None = None, overwrite: bool = False,
+                log: Log = print, report_to_nni: bool = False) -> RetrainResult:
+    """Train the fixed network of an exported architecture with the ``retrain`` settings."""
+    import nni
+    import pytorch_lightning as pl
+    from pytorch_lightning.loggers import CSVLogger
+
+    from . import tasks
+
+    seed = cfg.retrain.seeds[0] if seed is None else seed
+    archs = load_architectures(arch_path, cfg)
+    arch, index = _select(archs, index, arch_path)
+    entry = space_entry(cfg.space.name)
+    device = tasks.resolve_device(cfg.retrain.device)
+    _set_threads(cfg.retrain.threads)
+    if output is None:
+        output = cfg.output_dir / (f'retrain_seed{seed}' if len(archs) == 1 else f'retrain_arch{index}_seed{seed}')
+    check_output(output, overwrite=overwrite, what='retraining results')
+
+    pl.seed_everything(seed, workers=True, verbose=False)
+    data = tasks.retrain_data(cfg, entry, seed)
+    validate_architecture(cfg, arch, data.info, arch_path)
+    space_args = {**cfg.space.args, **cfg.retrain.space_args}
+    if cfg.retrain.param_budget:
+        with _quiet_warnings():
+            space_args, _ = scale_to_budget(entry, arch, space_args, data.info, cfg.retrain.param_budget, log)
+    with _quiet_warnings():
+        network = entry.build_fixed(arch, space_args, data.info)
+    params = count_parameters(network)
+    metric, extra = tasks.report_metric(entry)
+    log(f'retrain: {cfg.space.name} architecture {index} of {arch_path} ({params:,} parameters), seed {seed}, '
+        f'{cfg.retrain.epochs} epoch(s) on {data.sizes[0]} training images, {device}')
+
+    module = tasks.make_module(entry, cfg.retrain.optimizer, aux_weight=cfg.retrain.aux_weight,
+                               drop_path_prob=cfg.retrain.drop_path_prob,
+                               label_smoothing=cfg.retrain.label_smoothing)
+    module.set_model(network)
+    out = prepare_output(output, overwrite=overwrite, what='retraining results')
+    reporter = tasks.report_callback(entry)
+    logger = CSVLogger(save_dir=str(out), name='logs', version='')
+    trainer = tasks.retrain_trainer(cfg, entry, device=device, callbacks=[reporter], logger=logger,
+                                    default_root_dir=str(out))
+    record: dict[str, Any] = {'name': cfg.name, 'command': 'retrain', 'status': 'running', 'space': cfg.space.name,
+                              'space_args': space_args, 'architecture_file': str(arch_path), 'index': index,
+                              'architecture': arch, 'seed': seed, 'params': params, 'device': device,
+                              'train_size': data.sizes[0], 'test_size': data.sizes[1],
+                              'config': cfg.model_dump(mode='json'), 'versions': versions()}
+    write_json(out / 'retrain.json', record)
+    started = time.time()
+    try:
+        with _quiet_warnings():
+            trainer.fit(module, data.train, data.val)
+            last = reporter.reported[-1] if reporter.reported else None
+            if last is None or last['epoch'] != trainer.current_epoch - 1 or trainer.interrupted:
+                trainer.validate(module, data.val, verbose=False)   # evaluate the final weights
+    except BaseException as err:
+        record.update(status='interrupted' if isinstance(err, KeyboardInterrupt) else 'failed',
+                      error=f'{type(err).__name__}: {err}', wall_time_s=time.time() - started,
+                      history=reporter.reported)
+        write_json(out / 'retrain.json', record)
+        raise
+    if trainer.interrupted:
+        record.update(status='interrupted', wall_time_s=time.time() - started, history=reporter.reported)
+        write_json(out / 'retrain.json', record)
+        raise KeyboardInterrupt
+    wall = time.time() - started
+    final = {k[len('val_'):]: float(v) for k, v in trainer.callback_metrics.items()
+             if k.startswith('val_') and v.numel() == 1}
+    if metric not in final or not math.isfinite(final[metric]):
+        raise RuntimeError(f'retraining produced no finite test {metric} (metrics: {final})')
+    record.update(status='done', wall_time_s=wall, test_metric=metric, test=final, history=reporter.reported)
+    write_json(out / 'retrain.json', record)
+    if report_to_nni:
+        nni.report_final_result({'default': final[metric], **{m: final[m] for m in extra if m in final},
+                                 'params': params})
+    return RetrainResult(out, metric, final[metric], final, params, wall)

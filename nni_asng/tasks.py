@@ -1,0 +1,190 @@
+"""Data loaders and evaluators per task (classification, inpainting) for search and retraining.
+
+Search: the (``data.limit``) training split halved into D_x (weights) and D_θ (architecture), both
+shuffled (asng-nas §3.2). Retraining: the whole training split (or ``retrain.limit``) and the test split.
+Inpainting wraps the same images, in [0, 1], in :class:`nni_asng.data.inpainting.InpaintingDataset`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import nni
+import pytorch_lightning as pl
+import torch
+from nni.nas.evaluator.pytorch import DataLoader
+from torch.utils.data import Dataset
+
+from .config import ExperimentConfig, OptimizerConfig
+from .evaluators.classification import ClassificationModule, NniReportCallback, OptimizerRecipe
+from .registry import DataInfo, SpaceEntry
+
+__all__ = ['TaskData', 'search_data', 'retrain_data', 'search_evaluator', 'make_module', 'report_metric',
+           'ExpandChannels', 'resolve_device']
+
+
+@nni.trace
+class ExpandChannels(Dataset):
+    """Repeat grey images to ``channels`` channels (NNI's hub spaces take RGB)."""
+
+    def __init__(self, dataset: Any, channels: int = 3):
+        self.dataset = dataset
+        self.channels = int(channels)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        x, y = self.dataset[i]
+        if x.shape[0] == 1:
+            x = x.expand(self.channels, *x.shape[1:])
+        return x, y
+
+
+@dataclass
+class TaskData:
+    train: DataLoader
+    val: DataLoader
+    info: DataInfo
+    sizes: tuple[int, int]
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; ``cuda`` without a GPU is a user error."""
+    from .errors import ConfigError
+    if device == 'auto':
+        return 'cuda' if torch.cuda.is_available() else 'cpu'
+    if device == 'cuda' and not torch.cuda.is_available():
+        raise ConfigError('device is "cuda" but no CUDA device is visible; use "auto" or "cpu"')
+    return device
+
+
+def trainer_device_kwargs(device: str) -> dict[str, Any]:
+    return {'accelerator': 'gpu' if device == 'cuda' else 'cpu', 'devices': 1}
+
+
+def _wrap(dataset, cfg: ExperimentConfig, entry: SpaceEntry, train: bool):
+    if entry.task == 'inpainting':
+        from .data.inpainting import InpaintingDataset
+        d = cfg.data
+        return InpaintingDataset(dataset, mask=d.mask or 'center', train=train, seed=cfg.seed,
+                                 center_fraction=d.center_fraction, pixel_fraction=d.pixel_fraction)
+    if entry.input_channels is not None and dataset.input_shape[0] != entry.input_channels:
+        return ExpandChannels(dataset, entry.input_channels)
+    return dataset
+
+
+def _info(dataset, entry: SpaceEntry) -> DataInfo:
+    c, h, w = dataset.input_shape
+    channels = entry.input_channels if (entry.task == 'classification' and entry.input_channels) else c
+    return DataInfo(in_channels=channels, num_classes=dataset.num_classes if entry.task == 'classification' else None,
+                    input_shape=(channels, h, w))
+
+
+def _loader(dataset, batch_size: int, num_workers: int, shuffle: bool) -> DataLoader:
+    drop_last = shuffle and len(dataset) >= batch_size   # a batch of 1 breaks BatchNorm
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, drop_last=drop_last,
+                      persistent_workers=num_workers > 0)
+
+
+def search_data(cfg: ExperimentConfig, entry: SpaceEntry) -> TaskData:
+    """Shuffled loaders over D_x and D_θ, the halves of the (limited) training split."""
+    from .data import search_datasets
+    d = cfg.data
+    d_x, d_theta = search_datasets(d.dataset, d.root, limit=d.limit, seed=cfg.seed, augment=d.augment,
+                                   normalize=entry.task != 'inpainting')
+    info = _info(d_x, entry)
+    train, val = _wrap(d_x, cfg, entry, True), _wrap(d_theta, cfg, entry, True)
+    return TaskData(_loader(train, d.batch_size, d.num_workers, True), _loader(val, d.batch_size, d.num_workers, True),
+                    info, (len(train), len(val)))
+
+
+def retrain_data(cfg: ExperimentConfig, entry: SpaceEntry, seed: int) -> TaskData:
+    """Shuffled training loader (whole split, or ``retrain.limit``) and ordered test loader."""
+    from .data import retrain_datasets
+    d, r = cfg.data, cfg.retrain
+    train, test = retrain_datasets(d.dataset, d.root, limit=r.limit, test_limit=r.test_limit or 1.0, seed=seed,
+                                   augment=r.augment, normalize=entry.task != 'inpainting',
+                                   cutout=r.cutout if entry.task == 'classification' else 0)
+    info = _info(train, entry)
+    train, test = _wrap(train, cfg, entry, True), _wrap(test, cfg, entry, False)
+    return TaskData(_loader(train, r.batch_size, d.num_workers, True), _loader(test, r.batch_size, d.num_workers, False),
+                    info, (len(train), len(test)))
+
+
+# ---------------------------------------------------------------------------------------------- modules
+def _inpainting_module_class():
+    from .evaluators.inpainting import InpaintingModule
+
+    @nni.trace
+    class InpaintingRecipeModule(OptimizerRecipe, InpaintingModule):
+        """The inpainting module with the SGD/Adam + cosine recipe; reporting to NNI is done by the CLI."""
+
+        def __init__(self, optimizer: str = 'sgd', learning_rate: float = 0.025, momentum: float = 0.9,
+                     nesterov: bool = False, weight_decay: float = 3e-4, betas=(0.9, 0.999),
+                     lr_schedule: str = 'cosine', min_lr: float = 0.0):
+            super().__init__(learning_rate=learning_rate, weight_decay=weight_decay)
+            self._init_recipe(optimizer, learning_rate, momentum, nesterov, weight_decay, betas, lr_schedule, min_lr)
+
+        def on_validation_epoch_end(self):   # NniReportCallback reports instead
+            pass
+
+        def on_fit_end(self):
+            pass
+
+        def on_validation_end(self):
+            pass
+
+    return InpaintingRecipeModule
+
+
+_INPAINTING_MODULE = None
+
+
+def make_module(entry: SpaceEntry, optimizer: OptimizerConfig, *, aux_weight: float = 0.4,
+                drop_path_prob: float = 0.0, label_smoothing: float = 0.0):
+    """The task's Lightning module with the optimizer recipe."""
+    global _INPAINTING_MODULE
+    if entry.task == 'inpainting':
+        if _INPAINTING_MODULE is None:
+            _INPAINTING_MODULE = _inpainting_module_class()
+        return _INPAINTING_MODULE(**optimizer.recipe())
+    return ClassificationModule(aux_weight=aux_weight, drop_path_prob=drop_path_prob, label_smoothing=label_smoothing,
+                                **optimizer.recipe())
+
+
+def report_metric(entry: SpaceEntry) -> tuple[str, tuple[str, ...]]:
+    """(metric reported as NNI's ``default``, extra metrics), without the ``val_``/``test_`` stage prefix."""
+    if entry.task == 'inpainting':
+        return 'psnr', ('ssim', 'loss')
+    return 'acc', ('loss',)
+
+
+def search_evaluator(cfg: ExperimentConfig, entry: SpaceEntry, data: TaskData, *, callbacks: list, logger,
+                     device: str, default_root_dir: str, fit_kwargs: dict | None = None):
+    """NNI ``Lightning`` evaluator for the one-shot search (train = D_x, val = D_θ)."""
+    from nni.nas.evaluator.pytorch.lightning import Lightning, Trainer
+    s = cfg.search
+    module = make_module(entry, s.optimizer)
+    trainer = Trainer(max_epochs=s.epochs, callbacks=callbacks, logger=logger,
+                      enable_progress_bar=s.progress_bar, enable_model_summary=False,
+                      log_every_n_steps=s.log_every_n_steps, default_root_dir=default_root_dir,
+                      num_sanity_val_steps=0, limit_train_batches=s.limit_train_batches,
+                      **trainer_device_kwargs(device))
+    return Lightning(module, trainer, train_dataloaders=data.train, val_dataloaders=data.val,
+                     fit_kwargs=fit_kwargs or {})
+
+
+def retrain_trainer(cfg: ExperimentConfig, entry: SpaceEntry, *, device: str, callbacks: list, logger,
+                    default_root_dir: str) -> pl.Trainer:
+    r = cfg.retrain
+    return pl.Trainer(max_epochs=r.epochs, callbacks=callbacks, logger=logger, enable_progress_bar=r.progress_bar,
+                      enable_model_summary=False, gradient_clip_val=r.gradient_clip,
+                      check_val_every_n_epoch=r.eval_every_n_epochs, num_sanity_val_steps=0,
+                      limit_train_batches=r.limit_train_batches, default_root_dir=default_root_dir,
+                      log_every_n_steps=10, **trainer_device_kwargs(device))
+
+
+def report_callback(entry: SpaceEntry) -> NniReportCallback:
+    metric, extra = report_metric(entry)
+    return NniReportCallback(f'val_{metric}', [f'val_{m}' for m in extra] + ['train_loss', 'train_acc'])
