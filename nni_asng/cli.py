@@ -25,7 +25,8 @@ from typing import Sequence
 
 __all__ = ['main', 'build_parser']
 
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130    # 128 + SIGINT, as shells report a command stopped by Ctrl-C
+EXIT_SIGTERM = 143        # 128 + SIGTERM
 
 
 def _print(message: str = '') -> None:
@@ -95,12 +96,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     debug = bool(getattr(args, 'debug', False))
     _configure_output(debug)
-    from .errors import user_error_types
+    from .errors import SearchInterrupted, user_error_types
     try:
         return _dispatch(args)
+    except SearchInterrupted as err:
+        if getattr(err, 'rank', 0) == 0:
+            print(f'nni-asng: {err}', file=sys.stderr, flush=True)
+            if getattr(err, 'resume_command', None):
+                print(f'nni-asng: continue the search with:\n  {err.resume_command}', file=sys.stderr, flush=True)
+        return err.exit_code
     except KeyboardInterrupt:
         _error('interrupted; results written so far are kept')
         return EXIT_INTERRUPTED
+    except SystemExit as err:
+        # Lightning ends a run with SystemExit after a hard Ctrl-C (sys.exit(1)) and on a SIGTERM it handled
+        # itself (SIGTERMException, exit code None).
+        from pytorch_lightning.utilities.exceptions import SIGTERMException
+        if err.code not in (None, 0, 1) and not isinstance(err, SIGTERMException):
+            raise
+        _error('interrupted; the last checkpoint and the results written so far are kept')
+        return EXIT_SIGTERM if isinstance(err, SIGTERMException) else EXIT_INTERRUPTED
     except Exception as err:  # noqa: BLE001 - the top level decides how errors are shown
         if isinstance(err, user_error_types()):
             if debug:
@@ -172,10 +187,26 @@ def _list() -> int:
     return 0
 
 
+def _resume_command(cfg, args) -> str:
+    """The command line that continues an interrupted search of ``args``."""
+    import shlex
+    output = args.output if args.output else str(cfg.output_dir)
+    words = ['nni-asng', 'search', args.config, '--output', output, '--resume']
+    for item in args.overrides:
+        words += ['--set', item]
+    return shlex.join(str(w) for w in words)
+
+
 def _search(cfg, args) -> int:
+    from .errors import SearchInterrupted
     from .runs import run_search
-    result = run_search(cfg, args.output, resume=args.resume, overwrite=args.overwrite, log=_print)
-    _print(f'results in {result.output}')
+    try:
+        result = run_search(cfg, args.output, resume=args.resume, overwrite=args.overwrite, log=_print)
+    except SearchInterrupted as err:
+        err.resume_command = _resume_command(cfg, args)
+        raise
+    if result.rank == 0:
+        _print(f'results in {result.output}')
     return 0
 
 
@@ -206,8 +237,15 @@ def _retrain(cfg, args) -> int:
 
 
 def _run(cfg, args) -> int:
+    from .errors import SearchInterrupted
     from .runs import run_retrain, run_search
-    result = run_search(cfg, args.output, overwrite=args.overwrite, log=_print)
+    try:
+        result = run_search(cfg, args.output, overwrite=args.overwrite, log=_print)
+    except SearchInterrupted as err:
+        err.resume_command = _resume_command(cfg, args) + '   # then: nni-asng retrain ... --arch OUTPUT/architecture.json'
+        raise
+    if result.rank:                 # a DDP worker of the search: rank 0 retrains
+        return 0
     seed = cfg.retrain.seeds[0]
     lines = []
     for index in range(len(result.architectures)):

@@ -22,7 +22,8 @@ Schema (defaults in brackets; see ``experiments/configs/*.yaml`` for complete ex
                                     device auto|cpu|cuda, log_every_n_steps [10], checkpoint_every_n_steps [100],
                                     progress_bar [true], limit_train_batches [null], evaluate_batches [4],
                                     threads [null: PyTorch's default] (CPU threads; 1 avoids OpenMP
-                                    oversubscription on busy machines)
+                                    oversubscription on busy machines), devices [1] and num_nodes [1]
+                                    (> 1: Lightning DDP, one process per device; λ is shared by the ranks)
     retrain:                        space_args {} (override space.args for the fixed network), param_budget,
                                     epochs, batch_size, optimizer, gradient_clip, aux_weight, drop_path_prob,
                                     label_smoothing, cutout, augment, limit, test_limit, eval_every_n_epochs,
@@ -130,6 +131,8 @@ class SearchConfig(_Section):
     limit_train_batches: Limit = None
     evaluate_batches: int = Field(4, ge=1)
     threads: Optional[int] = Field(None, ge=1)
+    devices: int = Field(1, ge=1)
+    num_nodes: int = Field(1, ge=1)
 
     @field_validator('limit_train_batches')
     @classmethod

@@ -42,3 +42,24 @@ def user_error_types() -> tuple[type[BaseException], ...]:
         except (ImportError, AttributeError):  # spaces still being written
             pass
     return tuple(types)
+
+
+class SearchInterrupted(Exception):
+    """The search stopped on SIGINT/SIGTERM after a complete step and saved ``checkpoint`` to resume from.
+
+    Not a :class:`UserError`: the CLI reports it with the command that continues the search and exits
+    with ``128 + signal number`` (130 for Ctrl-C, 143 for SIGTERM), as shells do for a killed command.
+    """
+
+    def __init__(self, signal_name: str, checkpoint, epoch: int | None = None, step: int | None = None):
+        self.signal_name = signal_name
+        self.checkpoint = checkpoint
+        self.epoch = epoch
+        self.step = step
+        where = f' after step {step} (epoch {epoch})' if step is not None else ''
+        super().__init__(f'search stopped by {signal_name}{where}; checkpoint saved to {checkpoint}')
+
+    @property
+    def exit_code(self) -> int:
+        import signal
+        return 128 + int(getattr(signal, self.signal_name, signal.SIGINT))

@@ -39,7 +39,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from .config import ExperimentConfig, dump_config
-from .errors import ArchitectureFileError, ConfigError, UserError
+from .errors import ArchitectureFileError, ConfigError, SearchInterrupted, UserError
 from .outputs import check_output, prepare_output, read_json, write_json, write_text
 from .registry import count_parameters, scale_to_budget, space_entry, strategy_entry
 
@@ -56,6 +56,7 @@ class SearchResult:
     architecture_file: Path
     wall_time: float
     metrics: dict[str, float] = field(default_factory=dict)
+    rank: int = 0                                # > 0: a DDP worker process, which writes no results
 
 
 @dataclass
@@ -115,6 +116,26 @@ def _build_strategy(cfg: ExperimentConfig, info):
         raise ConfigError(f'{cfg.source}: strategy.args: {err}') from err
 
 
+def world_size(cfg: ExperimentConfig) -> int:
+    return cfg.search.devices * cfg.search.num_nodes
+
+
+def process_rank(cfg: ExperimentConfig) -> int:
+    """Global rank of this process in a multi-process search (``search.devices`` x ``search.num_nodes``).
+
+    Lightning's DDP launcher re-runs the same command line for local ranks 1..devices-1 with
+    ``LOCAL_RANK`` set (and ``NODE_RANK`` on other nodes); torchrun and SLURM set ``RANK`` /
+    ``SLURM_PROCID``. Only rank 0 checks and writes the output folder.
+    """
+    if world_size(cfg) == 1:
+        return 0
+    for key in ('RANK', 'SLURM_PROCID', 'JSM_NAMESPACE_RANK'):
+        if os.environ.get(key, '').isdigit():
+            return int(os.environ[key])
+    node, local = os.environ.get('NODE_RANK', '0'), os.environ.get('LOCAL_RANK', '0')
+    return (int(node) if node.isdigit() else 0) * cfg.search.devices + (int(local) if local.isdigit() else 0)
+
+
 def _check_resume(out: Path, cfg: ExperimentConfig) -> Path:
     ckpt = out / 'checkpoints' / 'last.ckpt'
     if not ckpt.is_file():
@@ -131,6 +152,11 @@ def _check_resume(out: Path, cfg: ExperimentConfig) -> Path:
                 if getattr(old, section) != getattr(cfg, section) or old.seed != cfg.seed:
                     raise UserError(f'--resume: the {section} section (or the seed) differs from the run in {out} '
                                     f'({previous}); a checkpoint can only continue the same search')
+            if world_size(old) != world_size(cfg):
+                raise UserError(f'--resume: the checkpoint in {out} was written by a search on {world_size(old)} '
+                                f'process(es) (search.devices x search.num_nodes), this one runs {world_size(cfg)}; '
+                                f'the position inside an epoch depends on it: resume with '
+                                f'--set search.devices={old.search.devices} --set search.num_nodes={old.search.num_nodes}')
     return ckpt
 
 
@@ -144,10 +170,16 @@ def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *
 
     from . import tasks
 
+    from .stopping import GracefulStop
+
     out = Path(output) if output is not None else cfg.output_dir
+    rank = process_rank(cfg)
+    if rank:                          # a DDP worker: rank 0 owns the output folder and the messages
+        log = _no_log
     if resume and not (out / 'checkpoints' / 'last.ckpt').is_file():
         raise UserError(f'--resume: no checkpoint to resume from ({out / "checkpoints" / "last.ckpt"} does not exist)')
-    check_output(out, resume=resume, overwrite=overwrite, what='search results')
+    if rank == 0:
+        check_output(out, resume=resume, overwrite=overwrite, what='search results')
     ckpt = _check_resume(out, cfg) if resume else None
 
     # Build everything that can fail on user input before the output folder is touched.
@@ -160,13 +192,17 @@ def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *
         space = space_e.build_space(cfg.space.args, data.info)
     strategy_e, strategy = _build_strategy(cfg, data.info)
 
-    out = prepare_output(out, resume=resume, overwrite=overwrite, what='search results')
+    if rank == 0:
+        out = prepare_output(out, resume=resume, overwrite=overwrite, what='search results')
+        write_text(out / 'config.yaml', dump_config(cfg))
     fit_kwargs = {'ckpt_path': str(ckpt)} if ckpt is not None else {}
-    write_text(out / 'config.yaml', dump_config(cfg))
+    processes = f' x {world_size(cfg)} processes (DDP)' if world_size(cfg) > 1 else ''
     log(f'search: {cfg.strategy.name} on {cfg.space.name} ({cfg.data.dataset}: D_x {data.sizes[0]}, '
-        f'D_θ {data.sizes[1]} examples), {cfg.search.epochs} epoch(s) on {device}')
+        f'D_θ {data.sizes[1]} examples), {cfg.search.epochs} epoch(s) on {device}{processes}')
 
-    callbacks = []
+    # Ctrl-C / SIGTERM: finish the step, save checkpoints/last.ckpt, raise SearchInterrupted.
+    stop = GracefulStop(out / 'checkpoints' / 'last.ckpt', announce=rank == 0)
+    callbacks: list = [stop]
     if cfg.search.checkpoint_every_n_steps:
         callbacks.append(ModelCheckpoint(dirpath=out / 'checkpoints', filename='step{step}', save_top_k=0,
                                          save_last=True, every_n_train_steps=cfg.search.checkpoint_every_n_steps))
@@ -182,17 +218,25 @@ def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *
     started = time.time()
     summary: dict[str, Any] = {'name': cfg.name, 'command': 'search', 'status': 'running',
                                'started': time.strftime('%Y-%m-%d %H:%M:%S'), 'device': device,
-                               'config': cfg.model_dump(mode='json'), 'versions': versions(),
-                               'argv': sys.argv, 'resumed': resume}
-    write_json(out / 'summary.json', summary)
+                               'world_size': world_size(cfg), 'config': cfg.model_dump(mode='json'),
+                               'versions': versions(), 'argv': sys.argv, 'resumed': resume}
+    if rank == 0:
+        write_json(out / 'summary.json', summary)
     try:
-        with _quiet_warnings():
+        with _quiet_warnings(), stop.quiet_nni_errors():
             exp.run()
     except BaseException as err:
-        summary.update(status='interrupted' if isinstance(err, KeyboardInterrupt) else 'failed',
-                       error=f'{type(err).__name__}: {err}', wall_time_s=time.time() - started)
-        write_json(out / 'summary.json', summary)
-        _save_partial(strategy, strategy_e, out)
+        # SystemExit: Lightning exits that way after a second (hard) Ctrl-C
+        interrupted = isinstance(err, (KeyboardInterrupt, SearchInterrupted, SystemExit))
+        if isinstance(err, SearchInterrupted):
+            err.rank = rank
+        if rank == 0:
+            summary.update(status='interrupted' if interrupted else 'failed', error=f'{type(err).__name__}: {err}',
+                           wall_time_s=time.time() - started)
+            if isinstance(err, SearchInterrupted):
+                summary.update(checkpoint=str(err.checkpoint), global_step=err.step, epochs=err.epoch)
+            write_json(out / 'summary.json', summary)
+            _save_partial(strategy, strategy_e, out)
         raise
     finally:
         with contextlib.suppress(Exception):
@@ -200,7 +244,10 @@ def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *
     wall = time.time() - started
     trainer = evaluator.trainer
     if cfg.search.checkpoint_every_n_steps:
-        trainer.save_checkpoint(str(out / 'checkpoints' / 'last.ckpt'))   # the final state, whatever the step
+        # The final state, whatever the step (every rank calls it: it synchronises; rank 0 writes).
+        trainer.save_checkpoint(str(out / 'checkpoints' / 'last.ckpt'))
+    if rank:
+        return SearchResult(out, [], out / 'architecture.json', wall, rank=rank)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
                if v.numel() == 1 and not k.startswith('arch/argmax/')}
 
@@ -209,8 +256,15 @@ def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *
     summary.update(status='done', wall_time_s=wall, final_metrics=metrics,
                    global_step=int(trainer.global_step), epochs=int(trainer.current_epoch),
                    architecture_file=result.architecture_file.name)
+    digests = getattr(strategy.oneshot_module, 'rank_digests', None) if strategy_e.ours else None
+    if digests:
+        summary['search_state_sha256'] = digests          # one per rank; equal (checked at the end of training)
     write_json(out / 'summary.json', summary)
     return result
+
+
+def _no_log(message: str) -> None:
+    return None
 
 
 def _save_partial(strategy, strategy_e, out: Path) -> None:

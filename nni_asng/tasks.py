@@ -59,8 +59,16 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def trainer_device_kwargs(device: str) -> dict[str, Any]:
-    return {'accelerator': 'gpu' if device == 'cuda' else 'cpu', 'devices': 1}
+def trainer_device_kwargs(device: str, devices: int = 1, num_nodes: int = 1) -> dict[str, Any]:
+    """Lightning Trainer arguments; several processes (``devices`` per node x ``num_nodes``) run DDP.
+
+    Different ranks sample different paths of the supernet, so DDP must look for unused parameters
+    (``ddp_find_unused_parameters_true``); Lightning picks the gloo backend on CPUs and nccl on GPUs.
+    """
+    kwargs: dict[str, Any] = {'accelerator': 'gpu' if device == 'cuda' else 'cpu', 'devices': int(devices)}
+    if devices > 1 or num_nodes > 1:
+        kwargs.update(strategy='ddp_find_unused_parameters_true', num_nodes=int(num_nodes))
+    return kwargs
 
 
 def _wrap(dataset, cfg: ExperimentConfig, entry: SpaceEntry, train: bool):
@@ -88,15 +96,22 @@ def _loader(dataset, batch_size: int, num_workers: int, shuffle: bool) -> DataLo
 
 
 def search_data(cfg: ExperimentConfig, entry: SpaceEntry) -> TaskData:
-    """Shuffled loaders over D_x and D_θ, the halves of the (limited) training split."""
+    """Shuffled loaders over D_x and D_θ, the halves of the (limited) training split.
+
+    They are :class:`~nni_asng.data.resumable.ResumableDataLoader` objects (order drawn from the seed and
+    the epoch; position saved in checkpoints), so ``--resume`` from a mid-epoch checkpoint continues
+    with the batches the interrupted search would have seen.
+    """
     from .data import search_datasets
+    from .data.loaders import resumable_loader
     d = cfg.data
     d_x, d_theta = search_datasets(d.dataset, d.root, limit=d.limit, seed=cfg.seed, augment=d.augment,
                                    normalize=entry.task != 'inpainting')
     info = _info(d_x, entry)
     train, val = _wrap(d_x, cfg, entry, True), _wrap(d_theta, cfg, entry, True)
-    return TaskData(_loader(train, d.batch_size, d.num_workers, True), _loader(val, d.batch_size, d.num_workers, True),
-                    info, (len(train), len(val)))
+    workers = dict(num_workers=d.num_workers, persistent_workers=d.num_workers > 0)
+    return TaskData(resumable_loader(train, d.batch_size, (cfg.seed, 1), **workers),
+                    resumable_loader(val, d.batch_size, (cfg.seed, 2), **workers), info, (len(train), len(val)))
 
 
 def retrain_data(cfg: ExperimentConfig, entry: SpaceEntry, seed: int) -> TaskData:
@@ -170,7 +185,7 @@ def search_evaluator(cfg: ExperimentConfig, entry: SpaceEntry, data: TaskData, *
                       enable_progress_bar=s.progress_bar, enable_model_summary=False,
                       log_every_n_steps=s.log_every_n_steps, default_root_dir=default_root_dir,
                       num_sanity_val_steps=0, limit_train_batches=s.limit_train_batches,
-                      **trainer_device_kwargs(device))
+                      **trainer_device_kwargs(device, s.devices, s.num_nodes))
     return Lightning(module, trainer, train_dataloaders=data.train, val_dataloaders=data.val,
                      fit_kwargs=fit_kwargs or {})
 

@@ -9,6 +9,7 @@ from nni.nas.evaluator.pytorch import DataLoader
 
 from .datasets import ImageClassificationDataset
 from .registry import DEFAULT_DATASET
+from .resumable import ResumableDataLoader
 from .splits import Limit
 
 Root = Optional[Union[str, os.PathLike]]
@@ -62,12 +63,24 @@ def _train_loader(dataset, batch_size: int, num_workers: int) -> DataLoader:
                       drop_last=len(dataset) >= batch_size)
 
 
+def resumable_loader(dataset, batch_size: int, seed, num_workers: int = 0, shuffle: bool = True,
+                     **kwargs) -> ResumableDataLoader:
+    """A shuffled :class:`ResumableDataLoader` (drops the last partial batch, as :func:`_train_loader`)."""
+    return ResumableDataLoader(dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, num_workers=num_workers,
+                               drop_last=shuffle and len(dataset) >= batch_size, **kwargs)
+
+
 def search_loaders(name: str = DEFAULT_DATASET, batch_size: int = 64, root: Root = None, limit: Limit = None,
                    seed: int = 0, num_workers: int = 0, **dataset_kwargs) -> Tuple[DataLoader, DataLoader]:
-    """Shuffled NNI DataLoaders over (D_x, D_θ), for ``Classification(train_dataloaders=D_x,
-    val_dataloaders=D_θ)``. ``dataset_kwargs`` go to :func:`search_datasets`."""
+    """Shuffled NNI-traced DataLoaders over (D_x, D_θ), for ``Classification(train_dataloaders=D_x,
+    val_dataloaders=D_θ)``. ``dataset_kwargs`` go to :func:`search_datasets`.
+
+    Both are :class:`~nni_asng.data.resumable.ResumableDataLoader` objects: the order of every epoch is drawn
+    from ``seed`` and the epoch, and a search resumed from a mid-epoch checkpoint continues with the
+    batch the interrupted run would have seen next."""
     d_x, d_theta = search_datasets(name, root, limit=limit, seed=seed, **dataset_kwargs)
-    return _train_loader(d_x, batch_size, num_workers), _train_loader(d_theta, batch_size, num_workers)
+    return (resumable_loader(d_x, batch_size, (seed, 1), num_workers),
+            resumable_loader(d_theta, batch_size, (seed, 2), num_workers))
 
 
 def retrain_datasets(name: str = DEFAULT_DATASET, root: Root = None, *, limit: Limit = None,

@@ -68,6 +68,7 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
         self.history: list[dict[str, Any]] = []
         self._nonfinite_in_a_row = 0
         self._warned_nonfinite = False
+        self.rank_digests: list[str] = []
 
     # ------------------------------------------------------------------ the step
     def training_step(self, batch, batch_idx):
@@ -239,6 +240,19 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
                             'logged it in this run (architecture-only stage); the report is skipped', missing)
             return None
 
+    def on_train_end(self):
+        # Every rank must end with the same distribution: compare digests of the search state.
+        self.rank_digests = [state_digest(self.searcher.state_dict())]
+        if self.trainer.world_size > 1:
+            local = torch.tensor(list(bytes.fromhex(self.rank_digests[0])), dtype=torch.int64,
+                                 device=next(self.parameters()).device)
+            gathered = self.trainer.strategy.all_gather(local).reshape(self.trainer.world_size, -1).cpu()
+            self.rank_digests = [bytes(row.tolist()).hex() for row in gathered]
+            if len(set(self.rank_digests)) != 1:
+                raise RuntimeError(f'the ranks ended the search with different distributions (search-state digests '
+                                   f'{self.rank_digests}); this is a bug in the multi-process search')
+        return super().on_train_end()
+
     def on_train_start(self):
         total = self.trainer.estimated_stepping_batches
         per_epoch = self.trainer.num_training_batches
@@ -277,6 +291,35 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
 
 def _ignore(*args, **kwargs) -> None:
     return None
+
+
+def state_digest(state: Any) -> str:
+    """SHA-256 of a search state (nested dicts/lists of arrays and scalars), independent of dict order."""
+    import hashlib
+    digest = hashlib.sha256()
+
+    def feed(obj) -> None:
+        if isinstance(obj, dict):
+            digest.update(b'{')
+            for key in sorted(obj, key=str):
+                digest.update(repr(key).encode())
+                feed(obj[key])
+            digest.update(b'}')
+        elif isinstance(obj, (list, tuple)):
+            digest.update(b'[')
+            for item in obj:
+                feed(item)
+            digest.update(b']')
+        elif isinstance(obj, torch.Tensor):
+            feed(obj.detach().cpu().numpy())
+        elif isinstance(obj, np.ndarray):
+            digest.update(f'{obj.dtype.str}{obj.shape}'.encode())
+            digest.update(np.ascontiguousarray(obj).tobytes())
+        else:
+            digest.update(repr(obj).encode())
+
+    feed(state)
+    return digest.hexdigest()
 
 
 def _as_tuples(obj):
