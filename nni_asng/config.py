@@ -567,7 +567,7 @@ def _describe(error: dict, root: type[BaseModel] | None, loc: tuple = ()) -> str
     head = kind.split('_')[0]
     if kind.endswith('_type') or kind.endswith('_parsing') or kind == 'int_from_float':
         word = _TYPE_WORDS.get(head, head)
-        return f'expected {word}{got}'
+        return f'expected {word}{got}' + (_number_hint(value) if head in ('float', 'int') else '')
     if kind in ('literal_error', 'enum'):
         return f'expected {error["ctx"]["expected"]}{got}'
     if kind in ('greater_than', 'greater_than_equal', 'less_than', 'less_than_equal'):
@@ -581,6 +581,13 @@ def _describe(error: dict, root: type[BaseModel] | None, loc: tuple = ()) -> str
     if kind == 'value_error':
         return str(error['ctx'].get('error', error['msg']))
     return error['msg'][0].lower() + error['msg'][1:] + got
+
+
+def _number_hint(value: Any) -> str:
+    """YAML 1.1 (PyYAML) reads ``1e-3`` and ``1.0e30`` as text: say how to write them as numbers."""
+    if not isinstance(value, str) or not re.fullmatch(r'\s*[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+\s*', value):
+        return ''
+    return f' (YAML reads {value} as text; write it with a dot and a signed exponent, e.g. {float(value):.1e})'
 
 
 def _fields_at(model: type[BaseModel] | None, loc: tuple) -> list[str]:

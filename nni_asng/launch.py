@@ -48,6 +48,7 @@ _REMOTE_EXAMPLES = """
 # https://nni.readthedocs.io/en/stable/reference/experiment_config.html). Put the block under
 # `launch.training_service` of the nni-asng config (keys as below) and run `nni-asng launch` again,
 # or edit `trainingService` here and run `nnictl create --config launch.yml --port 8080`.
+# Complete, validated examples: experiments/nni/{remote,kubernetes}_training_service.yml.
 # The trial machines need this package (`pip install nni-asng`) and the dataset.
 #
 # trainingService:
@@ -72,6 +73,7 @@ _REMOTE_EXAMPLES = """
 #   worker:
 #     replicas: 1
 #     command: python3 -m nni_asng retrain config.yaml --base .
+#     codeDirectory: .
 #     gpuNumber: 1
 #     cpuNumber: 4
 #     memorySize: 16g

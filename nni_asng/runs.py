@@ -148,16 +148,42 @@ def _check_resume(out: Path, cfg: ExperimentConfig) -> Path:
         except ConfigError:
             old = None
         if old is not None:
-            for section in ('space', 'strategy', 'data'):
-                if getattr(old, section) != getattr(cfg, section) or old.seed != cfg.seed:
-                    raise UserError(f'--resume: the {section} section (or the seed) differs from the run in {out} '
-                                    f'({previous}); a checkpoint can only continue the same search')
+            was, now = old.model_dump(mode='json'), cfg.model_dump(mode='json')
+            changed = _differences({k: was[k] for k in ('seed', 'space', 'strategy', 'data')},
+                                   {k: now[k] for k in ('seed', 'space', 'strategy', 'data')})
+            if changed:
+                raise UserError(f'--resume: the config differs from the run in {out} ({previous}): '
+                                f'{"; ".join(changed)}; a checkpoint can only continue the same search (only '
+                                f'search.* settings such as search.epochs may change)')
             if world_size(old) != world_size(cfg):
                 raise UserError(f'--resume: the checkpoint in {out} was written by a search on {world_size(old)} '
                                 f'process(es) (search.devices x search.num_nodes), this one runs {world_size(cfg)}; '
                                 f'the position inside an epoch depends on it: resume with '
                                 f'--set search.devices={old.search.devices} --set search.num_nodes={old.search.num_nodes}')
+    _check_checkpoint_file(ckpt)
     return ckpt
+
+
+def _differences(old: Any, new: Any, path: str = '') -> list[str]:
+    """``key.path: old -> new`` for every leaf where two config dumps differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in list(old) + [k for k in new if k not in old]:
+            out += _differences(old.get(key, '<unset>'), new.get(key, '<unset>'), f'{path}.{key}' if path else key)
+        return out
+    return [] if old == new else [f'{path}: {old!r} -> {new!r}']
+
+
+def _check_checkpoint_file(ckpt: Path) -> None:
+    """A truncated or foreign ``last.ckpt`` fails here with its name, not deep inside Lightning."""
+    try:
+        state = torch.load(ckpt, map_location='cpu', weights_only=True, mmap=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for unreadable files
+        raise UserError(f'--resume: {ckpt} is not a readable checkpoint ({type(err).__name__}: '
+                        f'{str(err).splitlines()[0][:200]}); it may have been cut off while being written. '
+                        f'Start again with --overwrite, or restore the file') from None
+    if not isinstance(state, dict) or 'nni_asng' not in state:
+        raise UserError(f'--resume: {ckpt} holds no nni-asng search state (it was not written by `nni-asng search`)')
 
 
 def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *, resume: bool = False,

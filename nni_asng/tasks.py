@@ -12,6 +12,7 @@ from typing import Any
 import nni
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins import TorchCheckpointIO
 from nni.nas.evaluator.pytorch import DataLoader
 from torch.utils.data import Dataset
 
@@ -20,7 +21,7 @@ from .evaluators.classification import ClassificationModule, NniReportCallback, 
 from .registry import DataInfo, SpaceEntry
 
 __all__ = ['TaskData', 'search_data', 'retrain_data', 'search_evaluator', 'make_module', 'report_metric',
-           'ExpandChannels', 'resolve_device']
+           'ExpandChannels', 'resolve_device', 'AtomicCheckpointIO']
 
 
 @nni.trace
@@ -69,6 +70,22 @@ def trainer_device_kwargs(device: str, devices: int = 1, num_nodes: int = 1) -> 
     if devices > 1 or num_nodes > 1:
         kwargs.update(strategy='ddp_find_unused_parameters_true', num_nodes=int(num_nodes))
     return kwargs
+
+
+@nni.trace
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write checkpoints to a temporary file beside the target, then rename it over the target.
+
+    A crash or ``kill -9`` while ``last.ckpt`` is rewritten leaves the previous checkpoint whole.
+    (Lightning's own writer stages the file in the system temp folder, and moving it from there is
+    a copy, not a rename, when that folder is on another file system.)
+    """
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError(f'{type(self).__name__} takes no storage_options')
+        from .outputs import atomic_write
+        atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
 def _wrap(dataset, cfg: ExperimentConfig, entry: SpaceEntry, train: bool):
@@ -185,7 +202,7 @@ def search_evaluator(cfg: ExperimentConfig, entry: SpaceEntry, data: TaskData, *
                       enable_progress_bar=s.progress_bar, enable_model_summary=False,
                       log_every_n_steps=s.log_every_n_steps, default_root_dir=default_root_dir,
                       num_sanity_val_steps=0, limit_train_batches=s.limit_train_batches,
-                      **trainer_device_kwargs(device, s.devices, s.num_nodes))
+                      plugins=[AtomicCheckpointIO()], **trainer_device_kwargs(device, s.devices, s.num_nodes))
     return Lightning(module, trainer, train_dataloaders=data.train, val_dataloaders=data.val,
                      fit_kwargs=fit_kwargs or {})
 

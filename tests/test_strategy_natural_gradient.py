@@ -225,3 +225,23 @@ def test_runs_unchanged_on_nni_hub_spaces(name, make, shape, tmp_path):
     arch = run_strategy(space, strategy, tmp_path, shape, n=8, batch_size=4, max_epochs=2)
     assert set(arch) == labels
     assert strategy.searcher.optimizer.iteration == 4
+
+
+def test_activation_skips_only_supermodules_without_mutables(tmp_path):
+    """Hub DARTS wraps every convolution in a mixed operation over fixed arguments; activating just
+    the supermodules with mutables must leave the supernet computing exactly what activating all does."""
+    strategy = nni_asng.ASNG(seed=0)
+    run_strategy(DARTS(width=4, num_cells=3, dataset='cifar'), strategy, tmp_path, (3, 16, 16), n=8, batch_size=4)
+    module = strategy.oneshot_module
+    every = list(module.supernet_modules())
+    assert 0 < len(module._supernet) < len(every)
+    assert all(m.simplify() for m in module._supernet)
+    x = torch.randn(2, 3, 16, 16)
+    module.eval()
+    for _ in range(3):
+        arch = strategy.encoding.to_architecture(strategy.searcher.optimizer.ask(1)[0])
+        module.activate(arch)
+        cached = module.model(x)
+        for m in every:
+            m.resample(memo=arch)
+        assert torch.equal(cached, module.model(x))

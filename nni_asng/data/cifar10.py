@@ -100,7 +100,7 @@ def resolve_folder(root: Optional[str | os.PathLike]) -> Path:
             return folder
     folder = next((c for c in reversed(candidates) if c.is_dir()), None)
     if folder is None:
-        problem = f'folder {root} does not exist'
+        problem = f'{root} is a file, not a folder' if root.exists() else f'folder {root} does not exist'
     else:
         missing = [n for n in TRAIN_FILES + (TEST_FILE,) if not (folder / n).is_file()]
         problem = f'{folder} lacks {", ".join(missing)}'

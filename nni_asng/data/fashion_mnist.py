@@ -52,7 +52,7 @@ def resolve_files(root: Optional[str | os.PathLike] = None) -> dict:
         found = {key: _find(root, name) for key, name in FILES.items()}
         problem = f'{root} lacks ' + ', '.join(FILES[k] for k, v in found.items() if v is None)
     else:
-        problem = f'folder {root} does not exist'
+        problem = f'{root} is a file, not a folder' if root.exists() else f'folder {root} does not exist'
     raise DatasetNotFoundError(
         f'Fashion-MNIST not found: {problem}.\n'
         f'Expected the four original files {", ".join(FILES.values())} in {root} '

@@ -17,10 +17,14 @@ checkpoint, and a ``RandomSampler`` draws its permutation from torch's global RN
 * the pass is chosen when the first batch is requested, not at ``iter()`` (Lightning calls
   ``iter()`` before ``set_epoch`` when it sets up or resumes a fit).
 
-Augmentation: with ``num_workers=0`` the transforms draw from torch's global RNG in the main
-process, and nni-asng checkpoints restore that RNG, so a resumed search sees bit-identical batches.
-With worker processes the *order* is still exact, but each worker's RNG is seeded per ``iter()``,
-so the augmentation of a resumed epoch differs.
+Augmentation: the transforms draw from torch's global CPU generator. Restoring that generator
+from the checkpoint is not enough: Lightning fetches one batch ahead, so the state saved after step
+``k`` already holds the draws of batch ``k + 1``, and ``iter()`` draws a base seed from it. So with
+``num_workers=0`` every batch is fetched (and every ``iter()`` made) under a private CPU generator
+seeded from ``(seed, rank, epoch, pass, batch)``; the global generator is left as it was. The
+augmentation of a batch is then a function of its position only, and a resumed search sees
+bit-identical batches. With worker processes the *order* is still exact, but the workers' RNG
+streams start at each ``iter()``, so the augmentation of a resumed epoch differs.
 
 Under DDP the sampler shards every pass like ``DistributedSampler`` (it is one, so Lightning keeps
 it): the permutation is padded to a multiple of the world size and rank ``r`` takes every
@@ -28,6 +32,7 @@ it): the permutation is padded to a multiple of the world size and rank ``r`` ta
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, Iterator, Optional, Sequence, Union
 
@@ -200,9 +205,27 @@ class ResumableDataLoader(TorchDataLoader):
     def _deliver(self) -> Iterator[Any]:
         start = self.sampler.begin_pass()
         self._batches = start // self.batch_size
-        for batch in super().__iter__():
+        epoch, pass_index = self.sampler.current
+        with self._position_rng(epoch, pass_index, 0, 0):
+            batches = super().__iter__()
+        while True:
+            with self._position_rng(epoch, pass_index, 1, self._batches):
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    return
             self._batches += 1               # counted once handed out: a checkpoint after it skips it
             yield batch
+
+    @contextlib.contextmanager
+    def _position_rng(self, *position: int) -> Iterator[None]:
+        """Run with torch's CPU generator seeded from the seed, the rank and ``position``; restore it after."""
+        sampler: ResumableSampler = self.sampler
+        entropy = sampler._entropy + [sampler.rank] + [int(p) for p in position]
+        seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
+            yield
 
     # ------------------------------------------------------------------ checkpoint state
     def state_dict(self) -> dict[str, Any]:

@@ -14,9 +14,10 @@ from typing import Dict, List, Sequence, cast
 import torch
 import torch.nn as nn
 from nni.nas.nn.pytorch.cell import preprocess_cell_inputs
-from nni.nas.oneshot.pytorch.supermodule.sampling import PathSamplingCell, PathSamplingInput, PathSamplingLayer
+from nni.nas.oneshot.pytorch.supermodule.sampling import PathSamplingInput, PathSamplingLayer
 
 from .gates import CreditGates
+from .sampling import CachedPathSamplingCell
 
 
 class CreditGatedMixin:
@@ -50,7 +51,7 @@ class GatedPathSamplingInput(CreditGatedMixin, PathSamplingInput):
         return self._gated(super().forward(input_tensors), self.label)
 
 
-class GatedPathSamplingCell(CreditGatedMixin, PathSamplingCell):
+class GatedPathSamplingCell(CreditGatedMixin, CachedPathSamplingCell):
     """NNI ``Cell``: every op output × a_(op label) and every chosen input × a_(input label)."""
 
     def credit_labels(self) -> list[str]:

@@ -208,10 +208,14 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
         self.log_dict({f'arch/argmax/{label}': float(v) for label, v in zip(self.encoding.labels, argmax)})
 
     def on_fit_start(self):
-        # NNI hands the supernet to the evaluator's module only now: cache its supermodules (activated
-        # 2λ times per step) and bind the credit gates.
-        self._supernet = list(self.supernet_modules())
-        for module in self._supernet:
+        # NNI hands the supernet to the evaluator's module only now: cache the supermodules that have
+        # something to resample (activated 2λ times per step; NNI's hub spaces wrap every convolution in a
+        # mixed operation, mostly over fixed arguments) and bind the credit gates.
+        modules = list(self.supernet_modules())
+        self._supernet = [module for module in modules if module.simplify()]
+        for module in modules:
+            if not module.simplify():
+                module.resample(memo={})          # nothing to choose: one resample sets them up for good
             if isinstance(module, CreditGatedMixin):
                 module.bind_gates(self.gates)
         ungated = [label for label in self.encoding.labels if label not in self.gates.labels]
@@ -254,6 +258,7 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
         return super().on_train_end()
 
     def on_train_start(self):
+        _restore_loader_positions(self.trainer)
         total = self.trainer.estimated_stepping_batches
         per_epoch = self.trainer.num_training_batches
         if math.isfinite(total) and math.isfinite(per_epoch):
@@ -291,6 +296,21 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
 
 def _ignore(*args, **kwargs) -> None:
     return None
+
+
+def _restore_loader_positions(trainer) -> None:
+    """Give stateful data loaders the positions saved in the checkpoint being resumed.
+
+    Lightning 2.x drops them when the training loaders were set up before the checkpoint's loop
+    state was restored, which ``trainer.estimated_stepping_batches`` in ``configure_optimizers``
+    (the evaluators' cosine schedule) does: the fit loop's later ``setup_data`` returns early and
+    never loads the pending states (Lightning-AI/pytorch-lightning#20550). A search resumed from a
+    mid-epoch checkpoint would then restart the epoch's data order. Here, before the first batch
+    is drawn, the pending states are loaded; a no-op when Lightning has loaded them itself.
+    """
+    loop = trainer.fit_loop
+    if getattr(loop, '_combined_loader_states_to_load', None) and hasattr(loop, '_load_combined_loader_states'):
+        loop._load_combined_loader_states()
 
 
 def state_digest(state: Any) -> str:

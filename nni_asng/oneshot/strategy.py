@@ -10,12 +10,14 @@ evaluator's train and val loaders become the D_x / D_θ pair, and the Lightning 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, Iterator
 
 from nni.nas.oneshot.pytorch.strategy import OneShotStrategy, RandomOneShot
 
-from .encoding import SearchSpaceEncoding
+from .encoding import SearchSpaceEncoding, UnsupportedSpaceError
 from .lightning import ProbabilisticOneShotModule
+from .sampling import CACHED_HOOKS
 from .searcher import ArchitectureSearcher
 
 _logger = logging.getLogger(__name__)
@@ -64,10 +66,16 @@ class ProbabilisticOneShotStrategy(OneShotStrategy):
         # Encode before mutation so unsupported mutables are reported by label, not by NNI internals.
         self.encoding = SearchSpaceEncoding(model)
         self.searcher = self.build_searcher(self.encoding, model)
-        return super().mutate_model(model)
+        try:
+            return super().mutate_model(model)
+        except TypeError as err:
+            unsupported = _unsupported_module(model, err)
+            if unsupported is None:
+                raise
+            raise unsupported from None
 
     def default_mutation_hooks(self) -> list:
-        return RandomOneShot.default_mutation_hooks(self)
+        return CACHED_HOOKS + RandomOneShot.default_mutation_hooks(self)
 
     def run_hook(self, hook, name, module, memo):
         return RandomOneShot.run_hook(self, hook, name, module, memo)
@@ -111,3 +119,20 @@ class ProbabilisticOneShotStrategy(OneShotStrategy):
     def history(self) -> list[dict]:
         """Per-epoch summaries and exported architectures recorded during the search."""
         return list(self.oneshot_module.history) if self._mutated_model_space is not None else []
+
+
+def _unsupported_module(model, err: TypeError) -> UnsupportedSpaceError | None:
+    """NNI's "Module `x` ... has dangling mutables" as an error naming the module's labels and the way out."""
+    match = re.match(r'Module `(.+?)` of type `(.+?)` has dangling mutables', str(err))
+    if match is None:
+        return None
+    name, kind = match.groups()
+    try:
+        labels = sorted({str(label) for m in model.get_submodule(name).mutables for label in m.simplify()})
+    except Exception:  # noqa: BLE001 - the message is still useful without the labels
+        labels = []
+    return UnsupportedSpaceError(
+        f'module {name!r} ({kind}) takes the architecture choice(s) {labels} as arguments, and NNI has no one-shot '
+        f'(supernet) version of {kind}, so one-shot strategies cannot sample it. Put the candidates in a '
+        f'LayerChoice of fixed modules instead (e.g. LayerChoice([{kind.replace("Mutable", "nn.")}(...), ...])); '
+        'MutableConv2d, MutableLinear and MutableBatchNorm2d can take nni.choice arguments directly')

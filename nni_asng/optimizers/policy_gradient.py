@@ -136,16 +136,24 @@ class PolicyGradientOptimizer:
     def set_total_steps(self, total_steps: int | None) -> None:
         self.total_steps = total_steps
 
-    def _apply(self, ascent: np.ndarray) -> None:
-        """θ ← Adam step along +ascent (the torch optimiser minimises −ascent)."""
+    def _apply(self, ascent: np.ndarray) -> bool:
+        """θ ← Adam step along +ascent (the torch optimiser minimises −ascent); returns whether θ moved.
+
+        A non-finite ascent (r − b overflowed for losses near ±1.8e308) is skipped like a NaN loss.
+        """
+        ascent = np.asarray(ascent, dtype=np.float64)
+        if not np.all(np.isfinite(ascent)):
+            self.skipped_nonfinite += 1
+            return False
         self.torch_optimizer.zero_grad()
-        self.policy.logits.grad = torch.from_numpy(-np.asarray(ascent, dtype=np.float64))
+        self.policy.logits.grad = torch.from_numpy(-ascent)
         if self.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_([self.policy.logits], self.grad_clip)
         for group in self.torch_optimizer.param_groups:
             group['lr'] = self._current_lr()
         self.torch_optimizer.step()
         self.updates += 1
+        return True
 
     def _current_lr(self) -> float:
         if not self.total_steps:
@@ -158,7 +166,8 @@ class PolicyGradientOptimizer:
         if self.baseline is None:
             self.baseline = reward
         advantage = reward - self.baseline
-        self.baseline += self.gamma * (reward - self.baseline)
+        if math.isfinite(advantage):              # an overflow leaves b where it was (and skips the step)
+            self.baseline += self.gamma * advantage
         return advantage
 
     def state_dict(self) -> dict:
@@ -196,8 +205,7 @@ class ReinforceOptimizer(PolicyGradientOptimizer):
     def tell(self, row: np.ndarray, loss: float) -> bool:
         if not self._finite(loss):
             return False
-        self._apply(self._advance_baseline(-float(loss)) * self.policy.score(row))
-        return True
+        return self._apply(self._advance_baseline(-float(loss)) * self.policy.score(row))
 
 
 class AdvantageOptimizer(PolicyGradientOptimizer):
@@ -223,8 +231,11 @@ class AdvantageOptimizer(PolicyGradientOptimizer):
             raise ValueError(f'expected {self.policy.num_variables} advantages, got {advantages.size}')
         chosen = self.policy.offsets[:-1] + np.asarray(row, dtype=np.int64).reshape(-1)
         known = np.isfinite(advantages)
-        learn = known & ~self.zero[chosen]
-        self.ema[chosen[learn]] += self.gamma * (advantages[learn] - self.ema[chosen[learn]])
+        learn = np.flatnonzero(known & ~self.zero[chosen])
+        with np.errstate(over='ignore'):
+            change = advantages[learn] - self.ema[chosen[learn]]
+        ok = np.isfinite(change)                  # an overflow leaves that EMA where it was
+        self.ema[chosen[learn[ok]]] += self.gamma * change[ok]
         for i in np.flatnonzero(known & self.zero[chosen]):
             block = slice(self.policy.offsets[i], self.policy.offsets[i + 1])
             others = self.ema[block][~self.zero[block] & ~self.policy.excluded[block]]
@@ -232,8 +243,7 @@ class AdvantageOptimizer(PolicyGradientOptimizer):
         if not known.all():
             advantages[~known] = self._advance_baseline(-float(loss))
         per_category = advantages[self.policy._variable_of]
-        self._apply(per_category * self.policy.score(row))
-        return True
+        return self._apply(per_category * self.policy.score(row))
 
     def _extra_state(self) -> dict:
         return {'ema': self.ema.copy()}
