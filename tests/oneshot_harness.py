@@ -56,8 +56,14 @@ def run_strategy(space, strategy, tmp_path: Path, input_shape: tuple[int, ...], 
         evaluator = Classification(num_classes=num_classes, **common)
     else:
         evaluator = Regression(**common)
+    return run_experiment(space, evaluator, strategy, tmp_path / 'nni-experiments')
+
+
+def run_experiment(space, evaluator, strategy, workdir: Path) -> dict:
+    """``NasExperiment(space, evaluator, strategy).run()`` with NNI's files under ``workdir``, always stopped
+    (otherwise NNI stops it at exit, logging into pytest's closed streams); returns the top architecture."""
     exp = NasExperiment(space, evaluator, strategy)
-    exp.config.experiment_working_directory = str(tmp_path / 'nni-experiments')
+    exp.config.experiment_working_directory = str(workdir)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', UserWarning)          # Lightning's loader/logging advice

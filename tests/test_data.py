@@ -5,7 +5,6 @@ import gzip
 import json
 import os
 import pickle
-import warnings
 from pathlib import Path
 
 import nni
@@ -548,7 +547,7 @@ def _recorder(path: Path):
 @needs_fmnist
 def test_search_loaders_feed_nni_random_one_shot(tmp_path):
     from nni.nas.evaluator.pytorch import Classification
-    from nni.nas.experiment import NasExperiment
+    from oneshot_harness import run_experiment
     # Not `nni.nas.strategy.RandomOneShot`: once `nni.nas.oneshot.pytorch.strategy` is imported before
     # `nni.nas.strategy` (as `import nni_asng` does), NNI's circular import leaves a placeholder there.
     from nni.nas.oneshot.pytorch.strategy import RandomOneShot
@@ -560,15 +559,7 @@ def test_search_loaders_feed_nni_random_one_shot(tmp_path):
                                limit_train_batches=4, limit_val_batches=2, enable_progress_bar=False, logger=False,
                                enable_checkpointing=False, enable_model_summary=False,
                                default_root_dir=str(tmp_path), callbacks=[_recorder(log)])
-    exp = NasExperiment(_TinySpace(), evaluator, RandomOneShot())
-    exp.config.experiment_working_directory = str(tmp_path / 'nni-experiments')
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            exp.run()
-            arch = exp.export_top_models(formatter='dict')[0]
-    finally:
-        exp.stop()  # otherwise NNI stops it at exit, logging into pytest's closed streams
+    arch = run_experiment(_TinySpace(), evaluator, RandomOneShot(), tmp_path / 'nni-experiments')
     assert set(arch) == {'op'} and arch['op'] in (0, 1, 2)
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     train_rows = [r for r in rows if r[0] == 'train']

@@ -10,12 +10,12 @@ import torch
 import torch.nn as nn
 from nni.common.serializer import is_traceable
 from nni.nas.evaluator.pytorch import DataLoader
-from nni.nas.experiment import NasExperiment
 from nni.nas.strategy import RandomOneShot
 from torch.utils.data import Dataset
 
 from nni_asng.data.inpainting import InpaintingDataset, make_mask
 from nni_asng.evaluators import Inpainting, InpaintingModule
+from oneshot_harness import run_experiment
 from search_spaces.cae import CAENetwork, CAESpace
 
 warnings.filterwarnings('ignore', message='.*not a nn.Module.*')
@@ -202,15 +202,7 @@ def test_one_shot_search_with_the_inpainting_evaluator(tmp_path):
     evaluator = Inpainting(train_dataloaders=train, val_dataloaders=val, max_epochs=1, gradient_clip_val=5.,
                            default_root_dir=str(tmp_path), **QUIET)
     space = CAESpace(in_channels=1, num_layers=3, level_back=2, width=1 / 16)
-    experiment = NasExperiment(space, evaluator, RandomOneShot())
-    experiment.config.experiment_working_directory = str(tmp_path / 'nni-experiments')
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', UserWarning)
-            experiment.run()
-        arch = experiment.export_top_models(formatter='dict')[0]
-    finally:
-        experiment.stop()
+    arch = run_experiment(space, evaluator, RandomOneShot(), tmp_path / 'nni-experiments')
     child = space.freeze(arch)
     assert isinstance(child, CAENetwork) and child(torch.rand(2, 1, 16, 16)).shape == (2, 1, 16, 16)
     metrics = validate(child, *next(iter(val)), tmp_path)

@@ -1,5 +1,4 @@
 """Multi-complexity search: complexity table, the optimizer of Eq. 7–10, and the strategy."""
-import math
 
 import nni
 import numpy as np
@@ -13,7 +12,7 @@ import nni_asng
 from nni_asng.oneshot.complexity import count_parameters, measure_complexity
 from nni_asng.optimizers import quantile_utility
 from nni_asng.optimizers.multi_complexity import MultiComplexityOptimizer
-from oneshot_harness import random_loaders, run_strategy
+from oneshot_harness import random_loaders, run_experiment, run_strategy
 from test_strategy_natural_gradient import MixedSpace
 
 
@@ -262,8 +261,6 @@ def test_theta_only_search_from_given_weights_and_table(tmp_path):
 
 def test_weights_lr_schedule_spans_only_the_weight_stage(tmp_path):
     """The cosine schedule of the weights anneals over T_W epochs; θ-only epochs do not step it."""
-    import pytorch_lightning as pl
-    from nni.nas.experiment import NasExperiment
     from nni_asng.evaluators.classification import classification_evaluator
     train, val = random_loaders((3, 16, 16), 10, n=32, batch_size=8)         # 4 steps per epoch
     evaluator = classification_evaluator(train, val, recipe=dict(optimizer='sgd', learning_rate=0.1,
@@ -272,12 +269,7 @@ def test_weights_lr_schedule_spans_only_the_weight_stage(tmp_path):
                                          enable_checkpointing=False, enable_model_summary=False,
                                          default_root_dir=str(tmp_path))
     strategy = nni_asng.MultiComplexity(epsilons=[0.0], weight_epochs=1, theta_epochs=2, seed=0)
-    exp = NasExperiment(tiny_nb201(), evaluator, strategy)
-    exp.config.experiment_working_directory = str(tmp_path / 'nni')
-    try:
-        exp.run()
-    finally:
-        exp.stop()
+    run_experiment(tiny_nb201(), evaluator, strategy, tmp_path / 'nni')
     module = strategy.oneshot_module
     assert module.weight_training_steps == 4
     scheduler = module.trainer.lr_scheduler_configs[0].scheduler

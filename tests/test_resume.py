@@ -6,11 +6,10 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from nni.nas.evaluator.pytorch import Classification
-from nni.nas.experiment import NasExperiment
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 import nni_asng
-from oneshot_harness import random_loaders
+from oneshot_harness import random_loaders, run_experiment
 from test_strategy_natural_gradient import MixedSpace
 
 
@@ -33,12 +32,7 @@ def search(folder, make_strategy, crash=None, ckpt_path=None, epochs=3):
     if ckpt_path:
         evaluator.fit_kwargs['ckpt_path'] = str(ckpt_path)       # default weights_only loading must work
     strategy = make_strategy()
-    exp = NasExperiment(MixedSpace(), evaluator, strategy)
-    exp.config.experiment_working_directory = str(folder / 'nni')
-    try:
-        exp.run()
-    finally:
-        exp.stop()
+    run_experiment(MixedSpace(), evaluator, strategy, folder / 'nni')
     return strategy
 
 

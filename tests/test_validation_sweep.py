@@ -14,7 +14,6 @@ import gzip
 import hashlib
 import json
 import shutil
-import textwrap
 from pathlib import Path
 
 import nni

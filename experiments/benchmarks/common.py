@@ -123,11 +123,9 @@ def synthetic_loaders(batch_size: int, batches: int, shape: tuple, num_classes: 
 
 
 def trainer_device_kwargs(device: str) -> dict[str, Any]:
-    if device == 'cuda':
-        if not torch.cuda.is_available():
-            raise RuntimeError('--device cuda: torch sees no CUDA device here')
-        return {'accelerator': 'gpu', 'devices': 1}
-    return {'accelerator': 'cpu', 'devices': 1}
+    """One-process Trainer arguments for ``device``, checked as nni-asng's CLI checks it."""
+    from nni_asng import tasks
+    return tasks.trainer_device_kwargs(tasks.resolve_device(device))
 
 
 def quiet_trainer_kwargs() -> dict[str, Any]:

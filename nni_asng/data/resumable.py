@@ -156,7 +156,6 @@ class ResumableSampler(DistributedSampler):
             self.begin_pass()
         epoch, pass_index, start = self._planned
         self._planned = None
-        self.current = (epoch, pass_index)
         return iter(self.order(epoch, pass_index)[start:].tolist())
 
     def __repr__(self) -> str:

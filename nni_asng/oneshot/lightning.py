@@ -211,10 +211,11 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
         # NNI hands the supernet to the evaluator's module only now: cache the supermodules that have
         # something to resample (activated 2λ times per step; NNI's hub spaces wrap every convolution in a
         # mixed operation, mostly over fixed arguments) and bind the credit gates.
-        modules = list(self.supernet_modules())
-        self._supernet = [module for module in modules if module.simplify()]
-        for module in modules:
-            if not module.simplify():
+        self._supernet = []
+        for module in self.supernet_modules():
+            if module.simplify():
+                self._supernet.append(module)
+            else:
                 module.resample(memo={})          # nothing to choose: one resample sets them up for good
             if isinstance(module, CreditGatedMixin):
                 module.bind_gates(self.gates)
