@@ -92,6 +92,15 @@ def test_projection_hand_case():
     np.testing.assert_allclose(d.theta, [0.8, 0.1, 0.1])
 
 
+def test_projection_after_a_step_far_beyond_the_simplex_keeps_theta_min_exactly():
+    """Entries of ~1e19 make Eq. 12 round the largest one to 0 in floating point: it must come back to θ_min
+    and the row's rounding residue go to another entry (this case left θ at 0 before)."""
+    d = CategoricalDistribution([5], theta_min=0.125)
+    d.step(np.array([2.0670314873756193e19, 1627309.6014017838, 0.125, 0.125, 0.125]) - d.theta)
+    assert np.all(d.theta >= 0.125) and d.theta.sum() == pytest.approx(1.0, abs=1e-15)
+    np.testing.assert_allclose(d.theta, [0.5, 0.125, 0.125, 0.125, 0.125])      # exact: [0.5, 0.125 + 3e-14, ...]
+
+
 def test_paper_theta_min_and_cap():
     enas = CategoricalDistribution([5] * 40)
     np.testing.assert_allclose(enas.theta_min, 1 / (40 * 4))   # pdas App. B: 1/(D(K−1))

@@ -136,7 +136,7 @@ class CategoricalDistribution(ExpectationFamily):
         slack = total - self.theta_min * self.num_categories
         excess = (total - 1.0) / np.where(slack > 0, slack, 1.0)
         theta = theta - excess[self._variable_of] * (theta - lo)
-        # After a huge step the line above can round a clamped entry a few ulps of the step below θ_min:
+        # After a huge step (row sums of 1e16 and more) the line above rounds entries below θ_min, even to 0;
         # clamp again and take each row's rounding residue from its largest entry, so θ >= θ_min exactly.
         theta = np.maximum(theta, lo)
         largest = np.lexsort((-theta, self._variable_of))[self._starts]
