@@ -160,7 +160,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 # ---------------------------------------------------------------------------------------------- helpers
 def machine_info() -> dict[str, Any]:
-    from nni_asng.runs import versions
+    from nni_asng.app import versions
     info = {'platform': platform.platform(), 'machine': platform.machine(), 'processor': platform.processor(),
             'cpu_count': os.cpu_count(), 'torch_threads': torch.get_num_threads(), 'versions': versions(),
             'gpu': torch.cuda.is_available()}

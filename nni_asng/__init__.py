@@ -3,16 +3,30 @@
 >>> from nni.nas.experiment import NasExperiment
 >>> import nni_asng
 >>> NasExperiment(model_space, evaluator, nni_asng.ASNG()).run()      # doctest: +SKIP
+
+The strategies (and everything else that needs NNI) load on first use, so ``nni_asng.distributions`` and
+``nni_asng.optimizers``, the ask/tell mathematics, import with numpy alone.
 """
+import importlib
 import warnings
 
 # NNI 3.0 warns at import about torch classes it does not recognise (harmless with this torch).
 warnings.filterwarnings('ignore', message='.*is found to be not a nn.Module.*', category=RuntimeWarning)
 
-from .oneshot import (ASNG, PDAS, SNG, AdvantageNAS, ArchitectureError, ComplexityError, MultiComplexity,
-                      NonFiniteLossError, Reinforce, SearchSpaceEncoding, UnsupportedSpaceError, measure_complexity)
-
 __version__ = '0.1.0'
 __all__ = ['ASNG', 'PDAS', 'SNG', 'AdvantageNAS', 'Reinforce', 'MultiComplexity', 'measure_complexity',
            'ComplexityError', 'SearchSpaceEncoding', 'UnsupportedSpaceError', 'ArchitectureError',
            'NonFiniteLossError']
+
+
+def __getattr__(name: str):
+    """Re-export the strategies of :mod:`nni_asng.oneshot` lazily (PEP 562)."""
+    if name in __all__:
+        value = getattr(importlib.import_module('.oneshot', __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -1,7 +1,7 @@
 """``python -m nni_asng`` is the ``nni-asng`` command."""
 import sys
 
-from .cli import main
+from .app.cli import main
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -46,6 +46,8 @@ from nni.mutable import Categorical, CategoricalMultiple, Mutable, label_scope
 from nni.nas.nn.pytorch import ModelSpace
 from nni.nas.space import current_model, model_context
 
+from nni_asng.model_size import count_parameters
+
 from .aux_head import AuxiliaryHead
 from .enas_cell_layers import NUM_CELL_INPUTS, ENASCell, PerSourceOperation
 from .enas_ops import ENAS_OPERATIONS
@@ -221,12 +223,6 @@ def _inherit_weights(fixed: ENASCellSpace, space: ENASCellSpace, arch: Mapping[s
 
 
 # ---------------------------------------------------------------------------------------------- retraining
-def count_parameters(model: nn.Module, include_auxiliary: bool = False) -> int:
-    """Number of parameters; without the auxiliary head by default (as DARTS/ASNG-NAS report sizes)."""
-    return sum(p.numel() for name, p in model.named_parameters()
-               if include_auxiliary or not name.startswith('auxiliary_head.'))
-
-
 def build_enas_network(arch: Mapping[str, Any], channels: int = 36, cells_per_stage: int = 6, num_nodes: int = 5,
                        in_channels: int = 3, num_classes: int = 10, affine: bool = True, stem_multiplier: int = 3,
                        auxiliary: bool = True, drop_path_prob: float = 0.2, dropout: float = 0.0,

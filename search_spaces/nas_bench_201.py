@@ -19,7 +19,7 @@ and the benchmark's architecture strings, ``|nor_conv_3x3~0|+|nor_conv_3x3~0|avg
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -45,8 +45,19 @@ _TO_STRING = {'none': 'none', 'skip_connect': 'skip_connect', 'conv_1x1': 'nor_c
 _FROM_STRING = {**{v: k for k, v in _TO_STRING.items()}, **{k: k for k in _TO_STRING}}
 
 
-def _operations(include_zero: bool) -> list[str]:
-    return list(OPERATIONS) if include_zero else [op for op in OPERATIONS if op != 'none']
+def _operations(include_zero: bool, operations: Sequence[str] | None = None) -> list[str]:
+    """The candidate operations of every edge, in :data:`OPERATIONS` order."""
+    if operations is None:
+        return list(OPERATIONS) if include_zero else [op for op in OPERATIONS if op != 'none']
+    if isinstance(operations, str) or not all(isinstance(op, str) for op in operations):
+        raise InvalidArchitectureError(f'operations must be a list of operation names, got {operations!r}')
+    chosen = [_FROM_STRING.get(op, op) for op in operations]
+    unknown = [op for op in chosen if op not in OPERATIONS]
+    if unknown:
+        raise InvalidArchitectureError(f'unknown operation(s) {unknown} in operations; choose from {list(OPERATIONS)}')
+    if len(set(chosen)) < 2:
+        raise InvalidArchitectureError(f'operations must name at least two different operations, got {operations!r}')
+    return [op for op in OPERATIONS if op in chosen]
 
 
 class NasBench201Cell(nn.Module):
@@ -83,17 +94,21 @@ class NasBench201Space(ModelSpace):
     include_zero
         Add the ``none`` (zero) operation to every edge, as in the benchmark (5 candidates). AdvantageNAS's main
         search (§5.2) removes it (4 candidates), its Table 4 keeps it.
+    operations
+        A subset of the operations (this space's or the benchmark's names) instead of ``include_zero``'s
+        choice, e.g. ``['skip_connect', 'conv_1x1', 'conv_3x3']`` for a 3^6 = 729-architecture table.
     """
 
     def __init__(self, channels: int = 16, num_cells: int = 5, num_classes: int = 10, in_channels: int = 3,
-                 include_zero: bool = True):
+                 include_zero: bool = True, operations: Sequence[str] | None = None):
         super().__init__()
         for name, value in (('channels', channels), ('num_cells', num_cells), ('num_classes', num_classes),
                             ('in_channels', in_channels)):
             positive_int(name, value)
+        self.operations = _operations(include_zero, operations)
         self.init_kwargs = dict(channels=channels, num_cells=num_cells, num_classes=num_classes,
-                                in_channels=in_channels, include_zero=bool(include_zero))
-        self.operations = _operations(include_zero)
+                                in_channels=in_channels, include_zero=bool(include_zero),
+                                operations=None if operations is None else list(self.operations))
         self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False),
                                   nn.BatchNorm2d(channels))
         layers: list[nn.Module] = []
@@ -117,27 +132,29 @@ class NasBench201Space(ModelSpace):
 
     def freeze(self, sample: Mapping[str, Any]) -> nn.Module:
         """The fixed network of ``sample`` with the weights of this (super)net's chosen operations."""
-        arch = validate_architecture(sample, self.init_kwargs['include_zero'])
+        arch = validate_architecture(sample, self.init_kwargs['include_zero'], self.operations)
         with model_context(arch):
             fixed = NasBench201Space(**self.init_kwargs)
         _inherit_weights(fixed, self, arch)
         return fixed
 
 
-def validate_architecture(arch: Mapping[str, Any], include_zero: bool = True) -> dict[str, str]:
+def validate_architecture(arch: Mapping[str, Any], include_zero: bool = True,
+                          operations: Sequence[str] | None = None) -> dict[str, str]:
     """``{label: op}`` for the 6 edges; errors name the label and the allowed operations."""
     check_mapping(arch, SPACE_NAME)
-    operations = _operations(include_zero)
+    operations = _operations(include_zero, operations)
     return {label: checked_choice(arch, label, operations, SPACE_NAME) for label in LABELS}
 
 
 def build_nas_bench_201_network(arch: Mapping[str, Any], channels: int = 16, num_cells: int = 5,
-                                num_classes: int = 10, in_channels: int = 3, include_zero: bool = True) -> nn.Module:
+                                num_classes: int = 10, in_channels: int = 3, include_zero: bool = True,
+                                operations: Sequence[str] | None = None) -> nn.Module:
     """The fixed network of ``arch`` (only the chosen operation on every edge), fresh weights."""
-    arch = validate_architecture(arch, include_zero)
+    arch = validate_architecture(arch, include_zero, operations)
     with model_context(arch):
         return NasBench201Space(channels=channels, num_cells=num_cells, num_classes=num_classes,
-                                in_channels=in_channels, include_zero=include_zero)
+                                in_channels=in_channels, include_zero=include_zero, operations=operations)
 
 
 @torch.no_grad()

@@ -145,9 +145,9 @@ def assert_valid_architecture(out: Path) -> dict:
     """``out/architecture.json`` names every label of the configured space with an allowed value."""
     import json
 
-    from nni_asng.config import load_config
+    from nni_asng.app.config import load_config
     from nni_asng.oneshot import SearchSpaceEncoding
-    from nni_asng.registry import DataInfo, space_entry
+    from nni_asng.app.registry import DataInfo, space_entry
     cfg = load_config(out / 'config.yaml')
     doc = json.loads((out / 'architecture.json').read_text())
     assert doc['space'] == cfg.space.name and doc['strategy'] == cfg.strategy.name

@@ -1,7 +1,7 @@
 """The ``nni-asng`` CLI end to end on REAL Fashion-MNIST, at tiny scale (seconds per command on a CPU).
 
 Runs the shipped configs with ``--set`` overrides (a few hundred images, one epoch, tiny widths), in
-process through ``nni_asng.cli.main``; NNI's experiment manifest and working directories go to tmp.
+process through ``nni_asng.app.cli.main``; NNI's experiment manifest and working directories go to tmp.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import matplotlib.image
 import pytest
 import torch
 
-from nni_asng.cli import main
+from nni_asng.app.cli import main
 from nni_asng.data.fashion_mnist import DEFAULT_ROOT
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'experiments' / 'configs'
@@ -222,7 +222,7 @@ def test_inpainting_run_reports_psnr(tmp_path, capsys):
 
 
 def test_result_files_are_written_atomically(tmp_path):
-    from nni_asng.outputs import atomic_write, write_json
+    from nni_asng.app.outputs import atomic_write, write_json
     target = write_json(tmp_path / 'r.json', {'a': 1})
 
     def crash(tmp):

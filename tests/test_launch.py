@@ -65,9 +65,9 @@ def workspace(tmp_path_factory):
 
 def write_architecture(folder: Path, seed: int = 0) -> Path:
     """An architecture of the main job's space, as `nni-asng search` writes it (sampled, not searched)."""
-    from nni_asng.config import load_config
+    from nni_asng.app.config import load_config
     from nni_asng.oneshot import SearchSpaceEncoding
-    from nni_asng.registry import DataInfo, space_entry
+    from nni_asng.app.registry import DataInfo, space_entry
     cfg = load_config(CONFIG, TINY)
     space = space_entry('enas_cell').build_space(cfg.space.args, DataInfo(1, 10, (1, 28, 28)))
     encoding = SearchSpaceEncoding(space)
@@ -195,7 +195,7 @@ def test_web_ui_renders_the_experiment(launched, tmp_path):
 
 
 def test_busy_port_is_a_clear_error(launched, workspace, capsys):
-    from nni_asng.cli import main
+    from nni_asng.app.cli import main
     root, _ = workspace
     code = main(['launch', str(CONFIG), '--output', str(root / 'other'), '--port', str(launched.port),
                  '--arch', str(launched.out / 'architecture.json'), *sets(TINY)])
@@ -234,7 +234,7 @@ def test_crashing_trial_is_failed_in_nni_and_reported(workspace):
         record = out / 'launch' / 'launch.json'
         if record.is_file():     # stop in process (the CLI's --stop is tested above)
             from nni.tools.nnictl.config_utils import Experiments
-            from nni_asng.launch import stop_experiment
+            from nni_asng.app.launch import stop_experiment
             info = json.loads(record.read_text())
             saved = Experiments.__init__.__defaults__
             Experiments.__init__.__defaults__ = (str(Path(env['HOME']) / 'nni-experiments'),)  # the launch's manifest

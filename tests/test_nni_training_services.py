@@ -12,8 +12,8 @@ import pytest
 import yaml
 from nni.experiment.config import ExperimentConfig as NniConfig
 
-from nni_asng.config import parse_config
-from nni_asng.launch import build_nni_config
+from nni_asng.app.config import parse_config
+from nni_asng.app.launch import build_nni_config
 
 FOLDER = Path(__file__).resolve().parents[1] / 'experiments' / 'nni'
 EXAMPLES = sorted(FOLDER.glob('*.yml'))

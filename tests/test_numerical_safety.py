@@ -229,7 +229,7 @@ def test_nan_loss_search_never_writes_a_corrupted_architecture(limit, outcome, t
     """lr = 1e30 makes the weights, then the loss, NaN after the first step. With 6 steps the search
     skips those weight and θ updates and exports a valid architecture; with 40 it stops after 20 NaN
     steps in a row with a clear message and writes no architecture at all."""
-    from nni_asng.cli import main
+    from nni_asng.app.cli import main
     config = write_config(tmp_path / 'nan.yaml', data__limit=limit)
     out = tmp_path / 'out'
     code = main(['search', str(config), '--output', str(out), '--set', 'search.optimizer.lr=1.0e+30'])

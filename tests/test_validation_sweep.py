@@ -5,7 +5,7 @@ Every case asserts the exit status (CLI) or exception type (API), a message nami
 failed run leaves earlier results byte-for-byte intact. Cases already covered by test_config.py,
 test_cli.py, test_data.py, test_encoding.py and the strategy tests are not repeated here.
 
-The CLI runs in process (``nni_asng.cli.main``) on real Fashion-MNIST at tiny scale; one case runs
+The CLI runs in process (``nni_asng.app.cli.main``) on real Fashion-MNIST at tiny scale; one case runs
 the real ``python -m nni_asng`` to check what a shell sees.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from nni.nas.nn.pytorch import LayerChoice, ModelSpace, MutableDropout, MutableL
 
 import nni_asng
 from cli_harness import needs_fashion_mnist, run_cli, write_config
-from nni_asng.cli import main
+from nni_asng.app.cli import main
 from nni_asng.data.fashion_mnist import DEFAULT_ROOT, FILES
 from oneshot_harness import run_strategy
 

@@ -37,7 +37,7 @@ import torch  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
 import nni  # noqa: E402
-import nni_asng  # noqa: E402,F401  (imports nni.nas.strategy in the order NNI needs)
+import nni_asng.oneshot  # noqa: E402,F401  (imports nni.nas.strategy in the order NNI needs)
 
 # ---------------------------------------------------------------------------------------------- names
 OURS = ('asng', 'pdas', 'advantage_nas', 'reinforce', 'multi_complexity')
@@ -124,7 +124,7 @@ def synthetic_loaders(batch_size: int, batches: int, shape: tuple, num_classes: 
 
 def trainer_device_kwargs(device: str) -> dict[str, Any]:
     """One-process Trainer arguments for ``device``, checked as nni-asng's CLI checks it."""
-    from nni_asng import tasks
+    from nni_asng.app import tasks
     return tasks.trainer_device_kwargs(tasks.resolve_device(device))
 
 

@@ -14,13 +14,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .registry import get_info, load_raw
+from .registry import get_info, load_raw, split_images
 from .splits import Limit, subset_then_halves
 from .transforms import Compose, build_transform
 
 __all__ = ['ImageClassificationDataset']
 
 _STATE = ('_images', '_labels', '_indices')
+
 
 
 @nni.trace
@@ -39,6 +40,15 @@ class ImageClassificationDataset(Dataset):
     limit, seed, stratified
         Keep a stratified subset (``int`` count or ``float`` fraction), chosen with ``seed``,
         which also draws the halves (stratified or plain random).
+    subset_seed
+        Seed of the ``limit`` subset (default ``seed``, which then only draws the halves); fix it to give runs
+        with different seeds the same images.
+    holdout
+        With ``half='holdout'``: size of the stratified subset drawn from the training examples outside the
+        ``limit`` subset (a validation set that no search sees).
+    resolution
+        Resize the images to ``resolution`` x ``resolution`` pixels (area interpolation, once per split);
+        ``None`` keeps the dataset's size.
     augment, flip
         Standard augmentation (random crop after zero padding, flip where the dataset allows it;
         ``flip`` overrides the dataset default). Never use it on evaluation data.
@@ -53,7 +63,8 @@ class ImageClassificationDataset(Dataset):
     def __init__(self, name: str, root: Optional[Union[str, os.PathLike]] = None, split: str = 'train',
                  half: Optional[str] = None, limit: Limit = None, seed: int = 0, stratified: bool = True,
                  augment: bool = False, normalize: bool = True, cutout: Union[int, bool] = 0,
-                 flip: Optional[bool] = None):
+                 flip: Optional[bool] = None, subset_seed: Optional[int] = None, holdout: Limit = None,
+                 resolution: Optional[int] = None):
         if split not in ('train', 'test'):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         if half is not None and split != 'train':
@@ -62,6 +73,11 @@ class ImageClassificationDataset(Dataset):
         self.name, self.root, self.split, self.half = self.info.name, root, split, half
         self.limit, self.seed, self.stratified = limit, int(seed), bool(stratified)
         self.augment, self.normalize = bool(augment), bool(normalize)
+        self.subset_seed = None if subset_seed is None else int(subset_seed)
+        self.holdout = holdout
+        if resolution is not None and (isinstance(resolution, bool) or int(resolution) < 4):
+            raise ValueError(f'resolution must be an integer >= 4 (pixels), got {resolution!r}')
+        self.resolution = None if resolution is None else int(resolution)
         self._images = self._labels = self._indices = None
         self._materialize()  # read now, so a missing folder is reported at construction
         side = min(self.input_shape[1:])
@@ -73,12 +89,12 @@ class ImageClassificationDataset(Dataset):
 
     def _materialize(self) -> None:
         raw = load_raw(self.name, self.root)
-        x, y = (raw.x_train, raw.y_train) if self.split == 'train' else (raw.x_test, raw.y_test)
-        idx = subset_then_halves(y, self.limit, self.seed, self.stratified, self.half)
-        self._images = torch.from_numpy(x)  # the whole split, shared with other views
+        y = raw.y_train if self.split == 'train' else raw.y_test
+        idx = subset_then_halves(y, self.limit, self.seed, self.stratified, self.half, self.subset_seed, self.holdout)
+        self._images = split_images(self.name, self.root, self.split, self.resolution)  # shared with other views
         self._indices = torch.from_numpy(idx)
         self._labels = torch.from_numpy(y[idx])
-        self._classes, self._input_shape = raw.classes, raw.input_shape
+        self._classes, self._input_shape = raw.classes, tuple(self._images.shape[1:])
 
     def _ensure(self) -> None:
         if self._images is None:

@@ -35,12 +35,14 @@ def _root(root: Root) -> Optional[str]:
 
 def load_dataset(name: str = DEFAULT_DATASET, root: Root = None, *, limit: Limit = None,
                  test_limit: Limit = None, seed: int = 0, augment: bool = True, normalize: bool = True,
-                 cutout: Union[int, bool] = 0, flip: Optional[bool] = None) -> ClassificationData:
+                 cutout: Union[int, bool] = 0, flip: Optional[bool] = None, subset_seed: Optional[int] = None,
+                 resolution: Optional[int] = None) -> ClassificationData:
     """Train and test sets of ``name``; ``test_limit=None`` applies ``limit`` to the test set too
-    (pass ``test_limit=1.0`` for the whole test set). ``normalize=False`` gives pixels in [0, 1]."""
-    common = dict(name=name, root=_root(root), seed=seed, normalize=normalize)
+    (pass ``test_limit=1.0`` for the whole test set). ``normalize=False`` gives pixels in [0, 1];
+    ``subset_seed`` and ``resolution``: see :class:`ImageClassificationDataset`."""
+    common = dict(name=name, root=_root(root), seed=seed, normalize=normalize, resolution=resolution)
     train = ImageClassificationDataset(split='train', limit=limit, augment=augment, cutout=cutout, flip=flip,
-                                       **common)
+                                       subset_seed=subset_seed, **common)
     test = ImageClassificationDataset(split='test', limit=limit if test_limit is None else test_limit, **common)
     info = train.info
     return ClassificationData(name=info.name, train=train, test=test, num_classes=train.num_classes,
@@ -49,11 +51,14 @@ def load_dataset(name: str = DEFAULT_DATASET, root: Root = None, *, limit: Limit
 
 def search_datasets(name: str = DEFAULT_DATASET, root: Root = None, *, limit: Limit = None, seed: int = 0,
                     stratified: bool = True, augment: bool = True, normalize: bool = True,
-                    cutout: Union[int, bool] = 0, flip: Optional[bool] = None
+                    cutout: Union[int, bool] = 0, flip: Optional[bool] = None, subset_seed: Optional[int] = None,
+                    resolution: Optional[int] = None
                     ) -> Tuple[ImageClassificationDataset, ImageClassificationDataset]:
-    """(D_x, D_θ): the (limited) training set split into halves (asng-nas §3.2), both augmented."""
+    """(D_x, D_θ): the (limited) training set split into halves (asng-nas §3.2), both augmented.
+    With ``subset_seed`` fixed, every ``seed`` halves the same ``limit`` images."""
     common = dict(name=name, root=_root(root), split='train', limit=limit, seed=seed, stratified=stratified,
-                  augment=augment, normalize=normalize, cutout=cutout, flip=flip)
+                  augment=augment, normalize=normalize, cutout=cutout, flip=flip, subset_seed=subset_seed,
+                  resolution=resolution)
     return ImageClassificationDataset(half='x', **common), ImageClassificationDataset(half='theta', **common)
 
 
@@ -85,11 +90,13 @@ def search_loaders(name: str = DEFAULT_DATASET, batch_size: int = 64, root: Root
 
 def retrain_datasets(name: str = DEFAULT_DATASET, root: Root = None, *, limit: Limit = None,
                      test_limit: Limit = None, seed: int = 0, augment: bool = True, normalize: bool = True,
-                     cutout: Union[int, bool] = 0, flip: Optional[bool] = None
+                     cutout: Union[int, bool] = 0, flip: Optional[bool] = None, subset_seed: Optional[int] = None,
+                     resolution: Optional[int] = None
                      ) -> Tuple[ImageClassificationDataset, ImageClassificationDataset]:
     """(whole training set, test set) for retraining a found architecture; see :func:`load_dataset`."""
     data = load_dataset(name, root, limit=limit, test_limit=test_limit, seed=seed, augment=augment,
-                        normalize=normalize, cutout=cutout, flip=flip)
+                        normalize=normalize, cutout=cutout, flip=flip, subset_seed=subset_seed,
+                        resolution=resolution)
     return data.train, data.test
 
 

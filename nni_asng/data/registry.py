@@ -72,6 +72,24 @@ def load_raw(name: str, root: Optional[str | os.PathLike] = None, cache: bool = 
     return _load_cached(info.name, _root_key(root))
 
 
+def split_images(name: str, root: Optional[str | os.PathLike], split: str, resolution: Optional[int] = None):
+    """The uint8 ``(N, C, H, W)`` torch images of a whole split, resized (area interpolation) to
+    ``resolution`` x ``resolution`` once per process; read-only like :func:`load_raw`'s arrays."""
+    return _split_images_cached(get_info(name).name, _root_key(root), split, resolution)
+
+
+@functools.lru_cache(maxsize=8)
+def _split_images_cached(name: str, root: Optional[str], split: str, resolution: Optional[int]):
+    import torch
+    raw = _load_cached(name, root)
+    images = torch.from_numpy(raw.x_train if split == 'train' else raw.x_test)
+    if resolution is None or tuple(images.shape[2:]) == (resolution, resolution):
+        return images
+    resized = torch.nn.functional.interpolate(images.float(), size=(resolution, resolution), mode='area')
+    return resized.round_().clamp_(0, 255).to(torch.uint8)
+
+
 def clear_cache() -> None:
     """Forget the cached arrays (e.g. after files on disk changed)."""
     _load_cached.cache_clear()
+    _split_images_cached.cache_clear()

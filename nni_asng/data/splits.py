@@ -78,12 +78,25 @@ def split_halves(labels: np.ndarray, seed: Seed = 0, stratified: bool = True) ->
 
 
 def subset_then_halves(labels: np.ndarray, limit: Limit = None, seed: int = 0, stratified: bool = True,
-                       half: Optional[str] = None) -> np.ndarray:
-    """Indices of a ``limit`` subset of ``labels``, then (``half`` = 'x' or 'theta') one of its halves."""
-    idx = stratified_subset(labels, limit, seed=(seed, 0))
+                       half: Optional[str] = None, subset_seed: Optional[int] = None,
+                       holdout: Limit = None) -> np.ndarray:
+    """Indices of a ``limit`` subset of ``labels``, then (``half`` = 'x' or 'theta') one of its halves.
+
+    The subset is drawn with ``subset_seed`` (default ``seed``), the halves with ``seed``: searches with
+    different seeds then split the same images differently (what a tabular benchmark needs, whose table was
+    trained on that subset). ``half='holdout'`` gives a stratified ``holdout`` subset of the examples *outside*
+    the ``limit`` subset (a validation set disjoint from everything a search sees).
+    """
+    subset_seed = seed if subset_seed is None else subset_seed
+    idx = stratified_subset(labels, limit, seed=(subset_seed, 0))
     if half is None:
         return idx
+    if half == 'holdout':
+        rest = np.setdiff1d(np.arange(len(labels)), idx, assume_unique=True)
+        if len(rest) == 0:
+            raise ValueError('no examples outside the limit subset are left for a holdout set; lower the limit')
+        return rest[stratified_subset(labels[rest], holdout, seed=(subset_seed, 2))]
     if half not in ('x', 'theta'):
-        raise ValueError(f"half must be None, 'x' or 'theta', got {half!r}")
+        raise ValueError(f"half must be None, 'x', 'theta' or 'holdout', got {half!r}")
     d_x, d_theta = split_halves(labels[idx], seed=(seed, 1), stratified=stratified)
     return idx[d_x if half == 'x' else d_theta]

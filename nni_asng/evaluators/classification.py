@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from nni.nas.evaluator.pytorch.lightning import Lightning, LightningModule, Trainer
 
 __all__ = ['OPTIMIZERS', 'LR_SCHEDULES', 'OptimizerRecipe', 'ClassificationModule', 'classification_evaluator',
-           'NniReportCallback', 'in_nni_trial']
+           'NniReportCallback', 'EpochHistory', 'in_nni_trial']
 
 OPTIMIZERS = ('sgd', 'adam', 'adamw')
 LR_SCHEDULES = ('cosine', 'constant')
@@ -91,7 +91,8 @@ def _split_output(output) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
 class ClassificationModule(OptimizerRecipe, LightningModule):
     """Cross-entropy training of ``self.model`` with the :class:`OptimizerRecipe`.
 
-    Logged: ``train_loss``, ``train_acc``; ``val_loss``, ``val_acc``; ``test_loss``, ``test_acc``.
+    Logged: ``train_loss``, ``train_acc``; ``val_loss``, ``val_acc``; ``test_loss``, ``test_acc``. With several
+    validation loaders, ``eval_stages`` names them in order (e.g. ``('val', 'test')``: ``val_acc``, ``test_acc``).
 
     Parameters
     ----------
@@ -133,15 +134,18 @@ class ClassificationModule(OptimizerRecipe, LightningModule):
         self.log('train_acc', acc, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
+    eval_stages: tuple[str, ...] = ('val',)
+
     def _evaluate(self, batch, stage: str):
         x, y = batch
         logits, _ = _split_output(self(x))
-        self.log(f'{stage}_loss', self._loss(logits, y), prog_bar=True, on_epoch=True, batch_size=len(y))
+        self.log(f'{stage}_loss', self._loss(logits, y), prog_bar=True, on_epoch=True, batch_size=len(y),
+                 add_dataloader_idx=False)
         self.log(f'{stage}_acc', (logits.argmax(-1) == y).float().mean(), prog_bar=True, on_epoch=True,
-                 batch_size=len(y))
+                 batch_size=len(y), add_dataloader_idx=False)
 
-    def validation_step(self, batch, batch_idx):
-        self._evaluate(batch, 'val')
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        self._evaluate(batch, self.eval_stages[dataloader_idx])
 
     def test_step(self, batch, batch_idx):
         self._evaluate(batch, 'test')
@@ -197,3 +201,18 @@ class NniReportCallback(pl.Callback):
         self.reported.append(record)
         if in_nni_trial():
             nni.report_intermediate_result(record)
+
+
+class EpochHistory(pl.Callback):
+    """Every scalar metric per training epoch: the epoch means of the training metrics and the evaluations
+    of that epoch (recorded at ``on_train_epoch_end``, after the epoch's validation has run)."""
+
+    def __init__(self):
+        self.epochs: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
+        row: dict[str, float] = {'epoch': int(trainer.current_epoch)}
+        for key, value in trainer.callback_metrics.items():
+            if value.numel() == 1 and not key.endswith('_step'):
+                row[key[:-len('_epoch')] if key.endswith('_epoch') else key] = float(value)
+        self.epochs.append(row)

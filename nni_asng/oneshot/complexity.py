@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..model_size import count_flops, count_parameters
+
 from .encoding import SearchSpaceEncoding
 
 METRICS = ('params', 'flops')
@@ -31,24 +33,6 @@ METHODS = ('marginal', 'regression')
 
 class ComplexityError(ValueError):
     """The complexity of a choice could not be measured."""
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of weight parameters (trainable or not; buffers excluded)."""
-    return int(sum(p.numel() for p in model.parameters()))
-
-
-def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
-    """FLOPs of one forward pass on a single input, counted by ``torch.utils.flop_counter``."""
-    from torch.utils.flop_counter import FlopCounterMode
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.zeros(1, *input_shape))
-    finally:
-        model.train(was_training)
-    return int(counter.get_total_flops())
 
 
 @dataclass

@@ -9,6 +9,7 @@ Examples::
     nni-asng run    experiments/configs/asng_enas_fashion_mnist.yaml          # search + retrain, prints accuracy
     nni-asng launch experiments/configs/asng_enas_fashion_mnist.yaml --arch runs/asng/architecture.json --port 8081
     nni-asng launch experiments/configs/asng_enas_fashion_mnist.yaml --stop
+    nni-asng tabulate experiments/configs/tabular_nb201_fashion_mnist.yaml     # a tabular benchmark (resumable)
 
 User errors (bad config, missing dataset, unknown names, wrong architecture file, busy port, failed trials)
 print one message and exit with a non-zero status; ``--debug`` adds the traceback.
@@ -88,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--stop-when-done', action='store_true', help='stop the experiment when all trials ended')
     p.add_argument('--stop', action='store_true', help='stop the experiment launched into OUTPUT')
     p.add_argument('--overwrite', action='store_true', help='replace an earlier launch folder')
+
+    p = sub.add_parser('tabulate', help='train every architecture of a small cell space: a tabular benchmark '
+                                        '(resumable: run it again to continue)')
+    common(p)
+    p.add_argument('--processes', type=int, metavar='N', help='worker processes (default: tabular.processes)')
+    p.add_argument('--device', choices=('auto', 'cpu', 'cuda'), help='default: retrain.device')
+    p.add_argument('--max-jobs', type=int, metavar='N', help='train at most N more rows, then stop')
     return parser
 
 
@@ -173,6 +181,13 @@ def _dispatch(args) -> int:
     if command == 'launch':
         from .launch import launch_command
         return launch_command(cfg, args, log=_print)
+    if command == 'tabulate':
+        from .tabulate import build_table
+        result = build_table(cfg, args.output or cfg.output_dir, processes=args.processes, device=args.device,
+                             max_jobs=args.max_jobs, log=_print)
+        _print(f'{result.rows}/{result.jobs} rows in {result.output}' + ('' if result.done else
+                                                                          ' (run the same command to continue)'))
+        return 0
     raise AssertionError(command)
 
 
@@ -212,7 +227,7 @@ def _search(cfg, args) -> int:
 
 def _retrain(cfg, args) -> int:
     from .errors import UserError
-    from .evaluators.classification import in_nni_trial
+    from ..evaluators.classification import in_nni_trial
     from .runs import run_retrain
     arch, seed, index, output, trial = args.arch, args.seed, args.index, args.output, in_nni_trial()
     if trial:

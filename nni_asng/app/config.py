@@ -11,10 +11,13 @@ Schema (defaults in brackets; see ``experiments/configs/*.yaml`` for complete ex
 
     name: str                       experiment name (letters, digits, '_', '-', '.')
     seed: int [0]                   seeds weights, sampling and data order
-    space:    {name, args: {}}      a name of nni_asng.registry.SPACES; args of its constructor
-    strategy: {name, args: {}}      a name of nni_asng.registry.STRATEGIES; args of its constructor
+    space:    {name, args: {}}      a name of nni_asng.app.registry.SPACES; args of its constructor
+    strategy: {name, args: {}}      a name of nni_asng.app.registry.STRATEGIES; args of its constructor
     data:                           dataset [fashion_mnist], root [null: default location], limit [null: all]
                                     (count or fraction of the training split used by the search),
+                                    subset_seed [null: seed] (draws that subset; fix it so every seed searches
+                                    the same images, e.g. a tabular benchmark's), resolution [null: native]
+                                    (resize images to resolution x resolution, search and retraining),
                                     batch_size [64], num_workers [0], augment [true],
                                     mask [center] / center_fraction [0.5] / pixel_fraction [0.8] (inpainting)
     search:                         epochs [10], optimizer {name sgd|adam|adamw, lr, momentum, nesterov,
@@ -32,6 +35,9 @@ Schema (defaults in brackets; see ``experiments/configs/*.yaml`` for complete ex
     launch:                         port [8080], trial_concurrency [1], trial_gpu_number [auto], max_trial_duration,
                                     max_experiment_duration, experiment_working_directory [<output>/nni-experiments],
                                     training_service [{platform: local}], python, poll_interval [5]
+    tabular:                        (``nni-asng tabulate``) seeds [[0, 1]], sample [250] (architectures trained
+                                    with the seeds after the first; null: all), validation [2000] (held-out
+                                    training images), processes [1], max_architectures [100000]
 """
 from __future__ import annotations
 
@@ -70,6 +76,14 @@ def _check_limit(value: Any) -> Any:
     return value
 
 
+def _check_seeds(seeds: list[int]) -> list[int]:
+    if any(s < 0 for s in seeds):
+        raise ValueError(f'seeds must be non-negative integers, got {seeds}')
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f'seeds must be distinct, got {seeds}')
+    return seeds
+
+
 Limit = Optional[Any]   # checked by _check_limit: None, int count >= 1 or float fraction in (0, 1]
 
 
@@ -87,6 +101,8 @@ class DataConfig(_Section):
     dataset: str = 'fashion_mnist'
     root: Optional[str] = None
     limit: Limit = None
+    subset_seed: Optional[int] = Field(None, ge=0)
+    resolution: Optional[int] = Field(None, ge=4)
     batch_size: int = Field(64, ge=1)
     num_workers: int = Field(0, ge=0)
     augment: bool = True
@@ -169,11 +185,7 @@ class RetrainConfig(_Section):
     @field_validator('seeds')
     @classmethod
     def _seeds(cls, seeds: list[int]) -> list[int]:
-        if any(s < 0 for s in seeds):
-            raise ValueError(f'seeds must be non-negative integers, got {seeds}')
-        if len(set(seeds)) != len(seeds):
-            raise ValueError(f'seeds must be distinct, got {seeds}')
-        return seeds
+        return _check_seeds(seeds)
 
     @field_validator('cutout')
     @classmethod
@@ -220,6 +232,19 @@ class LaunchConfig(_Section):
         return value
 
 
+class TabularConfig(_Section):
+    seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1)
+    sample: Optional[int] = Field(250, ge=1)
+    validation: int = Field(2000, ge=1)
+    processes: int = Field(1, ge=1)
+    max_architectures: int = Field(100_000, ge=1)
+
+    @field_validator('seeds')
+    @classmethod
+    def _seeds(cls, seeds: list[int]) -> list[int]:
+        return _check_seeds(seeds)
+
+
 class ExperimentConfig(_Section):
     name: str = Field(pattern=r'^[A-Za-z0-9][A-Za-z0-9_.-]*$', max_length=100)
     seed: int = Field(0, ge=0)
@@ -230,6 +255,7 @@ class ExperimentConfig(_Section):
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     launch: LaunchConfig = Field(default_factory=LaunchConfig)
+    tabular: TabularConfig = Field(default_factory=TabularConfig)
 
     # Where the config came from (for messages); not part of the schema.
     source: Optional[str] = Field(None, exclude=True)
@@ -433,7 +459,7 @@ def _semantic_errors(raw: Mapping[str, Any]) -> list[Error]:
             errors.append((('strategy', 'name'), str(err)))
     if isinstance(data_cfg.get('dataset'), str):
         try:
-            from .data import get_info
+            from ..data import get_info
             get_info(data_cfg['dataset'])
         except Exception as err:  # UnknownDatasetError lists the supported names
             errors.append((('data', 'dataset'), str(err)))

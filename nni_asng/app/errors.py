@@ -32,8 +32,8 @@ class LaunchError(UserError):
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Exception types shown without a traceback: ours plus the actionable ones of the other packages."""
-    from .data import DatasetFormatError, DatasetNotFoundError, UnknownDatasetError
-    from .oneshot import ArchitectureError, ComplexityError, NonFiniteLossError, UnsupportedSpaceError
+    from ..data import DatasetFormatError, DatasetNotFoundError, UnknownDatasetError
+    from ..oneshot import ArchitectureError, ComplexityError, NonFiniteLossError, UnsupportedSpaceError
     types: list[type[BaseException]] = [UserError, DatasetFormatError, DatasetNotFoundError, UnknownDatasetError,
                                         ArchitectureError, ComplexityError, NonFiniteLossError, UnsupportedSpaceError]
     for module in ('search_spaces.arch_value_checks', 'search_spaces.validation'):

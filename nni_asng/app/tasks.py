@@ -17,7 +17,7 @@ from nni.nas.evaluator.pytorch import DataLoader
 from torch.utils.data import Dataset
 
 from .config import ExperimentConfig, OptimizerConfig
-from .evaluators.classification import ClassificationModule, NniReportCallback, OptimizerRecipe
+from ..evaluators.classification import ClassificationModule, NniReportCallback, OptimizerRecipe
 from .registry import DataInfo, SpaceEntry
 
 __all__ = ['TaskData', 'search_data', 'retrain_data', 'search_evaluator', 'make_module', 'report_metric',
@@ -90,7 +90,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 def _wrap(dataset, cfg: ExperimentConfig, entry: SpaceEntry, train: bool):
     if entry.task == 'inpainting':
-        from .data.inpainting import InpaintingDataset
+        from ..data.inpainting import InpaintingDataset
         d = cfg.data
         return InpaintingDataset(dataset, mask=d.mask or 'center', train=train, seed=cfg.seed,
                                  center_fraction=d.center_fraction, pixel_fraction=d.pixel_fraction)
@@ -119,11 +119,12 @@ def search_data(cfg: ExperimentConfig, entry: SpaceEntry) -> TaskData:
     the epoch; position saved in checkpoints), so ``--resume`` from a mid-epoch checkpoint continues
     with the batches the interrupted search would have seen.
     """
-    from .data import search_datasets
-    from .data.loaders import resumable_loader
+    from ..data import search_datasets
+    from ..data.loaders import resumable_loader
     d = cfg.data
     d_x, d_theta = search_datasets(d.dataset, d.root, limit=d.limit, seed=cfg.seed, augment=d.augment,
-                                   normalize=entry.task != 'inpainting')
+                                   normalize=entry.task != 'inpainting', subset_seed=d.subset_seed,
+                                   resolution=d.resolution)
     info = _info(d_x, entry)
     train, val = _wrap(d_x, cfg, entry, True), _wrap(d_theta, cfg, entry, True)
     workers = dict(num_workers=d.num_workers, persistent_workers=d.num_workers > 0)
@@ -133,11 +134,12 @@ def search_data(cfg: ExperimentConfig, entry: SpaceEntry) -> TaskData:
 
 def retrain_data(cfg: ExperimentConfig, entry: SpaceEntry, seed: int) -> TaskData:
     """Shuffled training loader (whole split, or ``retrain.limit``) and ordered test loader."""
-    from .data import retrain_datasets
+    from ..data import retrain_datasets
     d, r = cfg.data, cfg.retrain
     train, test = retrain_datasets(d.dataset, d.root, limit=r.limit, test_limit=r.test_limit or 1.0, seed=seed,
                                    augment=r.augment, normalize=entry.task != 'inpainting',
-                                   cutout=r.cutout if entry.task == 'classification' else 0)
+                                   cutout=r.cutout if entry.task == 'classification' else 0,
+                                   subset_seed=d.subset_seed, resolution=d.resolution)
     info = _info(train, entry)
     train, test = _wrap(train, cfg, entry, True), _wrap(test, cfg, entry, False)
     return TaskData(_loader(train, r.batch_size, d.num_workers, True), _loader(test, r.batch_size, d.num_workers, False),
@@ -146,7 +148,7 @@ def retrain_data(cfg: ExperimentConfig, entry: SpaceEntry, seed: int) -> TaskDat
 
 # ---------------------------------------------------------------------------------------------- modules
 def _inpainting_module_class():
-    from .evaluators.inpainting import InpaintingModule
+    from ..evaluators.inpainting import InpaintingModule
 
     @nni.trace
     class InpaintingRecipeModule(OptimizerRecipe, InpaintingModule):
@@ -208,13 +210,14 @@ def search_evaluator(cfg: ExperimentConfig, entry: SpaceEntry, data: TaskData, *
 
 
 def retrain_trainer(cfg: ExperimentConfig, entry: SpaceEntry, *, device: str, callbacks: list, logger,
-                    default_root_dir: str) -> pl.Trainer:
+                    default_root_dir: str | None, **overrides) -> pl.Trainer:
     r = cfg.retrain
-    return pl.Trainer(max_epochs=r.epochs, callbacks=callbacks, logger=logger, enable_progress_bar=r.progress_bar,
-                      enable_model_summary=False, gradient_clip_val=r.gradient_clip,
-                      check_val_every_n_epoch=r.eval_every_n_epochs, num_sanity_val_steps=0,
-                      limit_train_batches=r.limit_train_batches, default_root_dir=default_root_dir,
-                      log_every_n_steps=10, **trainer_device_kwargs(device))
+    kwargs = dict(max_epochs=r.epochs, callbacks=callbacks, logger=logger, enable_progress_bar=r.progress_bar,
+                  enable_model_summary=False, gradient_clip_val=r.gradient_clip,
+                  check_val_every_n_epoch=r.eval_every_n_epochs, num_sanity_val_steps=0,
+                  limit_train_batches=r.limit_train_batches, default_root_dir=default_root_dir,
+                  log_every_n_steps=10, **trainer_device_kwargs(device))
+    return pl.Trainer(**{**kwargs, **overrides})
 
 
 def report_callback(entry: SpaceEntry) -> NniReportCallback:

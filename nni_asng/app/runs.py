@@ -34,16 +34,18 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from .config import ExperimentConfig, dump_config
 from .errors import ArchitectureFileError, ConfigError, SearchInterrupted, UserError
 from .outputs import check_output, prepare_output, read_json, write_json, write_text
-from .registry import count_parameters, scale_to_budget, space_entry, strategy_entry
+from ..model_size import count_parameters
+from .registry import scale_to_budget, space_entry, strategy_entry
 
-__all__ = ['run_search', 'run_retrain', 'SearchResult', 'RetrainResult', 'load_architectures', 'versions']
+__all__ = ['run_search', 'run_retrain', 'fit_fixed_network', 'SearchResult', 'RetrainResult', 'load_architectures',
+           'versions']
 
 _logger = logging.getLogger(__name__)
 Log = Callable[[str], None]
@@ -439,7 +441,7 @@ def _select(archs: list[dict], index: int | None, path) -> tuple[dict, int]:
 
 def validate_architecture(cfg: ExperimentConfig, arch: Mapping[str, Any], info, path) -> None:
     """Check ``arch`` against the configured search space; errors name the offending label."""
-    from .oneshot import ArchitectureError, SearchSpaceEncoding
+    from ..oneshot import ArchitectureError, SearchSpaceEncoding
     entry = space_entry(cfg.space.name)
     with _quiet_warnings():
         space = entry.build_space(cfg.space.args, info)
@@ -484,15 +486,9 @@ def run_retrain(cfg: ExperimentConfig, arch_path: str | os.PathLike, *, seed: in
     log(f'retrain: {cfg.space.name} architecture {index} of {arch_path} ({params:,} parameters), seed {seed}, '
         f'{cfg.retrain.epochs} epoch(s) on {data.sizes[0]} training images, {device}')
 
-    module = tasks.make_module(entry, cfg.retrain.optimizer, aux_weight=cfg.retrain.aux_weight,
-                               drop_path_prob=cfg.retrain.drop_path_prob,
-                               label_smoothing=cfg.retrain.label_smoothing)
-    module.set_model(network)
     out = prepare_output(output, overwrite=overwrite, what='retraining results')
     reporter = tasks.report_callback(entry)
     logger = CSVLogger(save_dir=str(out), name='logs', version='')
-    trainer = tasks.retrain_trainer(cfg, entry, device=device, callbacks=[reporter], logger=logger,
-                                    default_root_dir=str(out))
     record: dict[str, Any] = {'name': cfg.name, 'command': 'retrain', 'status': 'running', 'space': cfg.space.name,
                               'space_args': space_args, 'architecture_file': str(arch_path), 'index': index,
                               'architecture': arch, 'seed': seed, 'params': params, 'device': device,
@@ -502,10 +498,11 @@ def run_retrain(cfg: ExperimentConfig, arch_path: str | os.PathLike, *, seed: in
     started = time.time()
     try:
         with _quiet_warnings():
-            trainer.fit(module, data.train, data.val)
+            trainer = fit_fixed_network(cfg, network, data.train, {'val': data.val}, device=device,
+                                        callbacks=[reporter], logger=logger, default_root_dir=str(out))
             last = reporter.reported[-1] if reporter.reported else None
             if last is None or last['epoch'] != trainer.current_epoch - 1 or trainer.interrupted:
-                trainer.validate(module, data.val, verbose=False)   # evaluate the final weights
+                trainer.validate(trainer.lightning_module, data.val, verbose=False)   # evaluate the final weights
     except BaseException as err:
         record.update(status='interrupted' if isinstance(err, KeyboardInterrupt) else 'failed',
                       error=f'{type(err).__name__}: {err}', wall_time_s=time.time() - started,
@@ -527,3 +524,26 @@ def run_retrain(cfg: ExperimentConfig, arch_path: str | os.PathLike, *, seed: in
         nni.report_final_result({'default': final[metric], **{m: final[m] for m in extra if m in final},
                                  'params': params})
     return RetrainResult(out, metric, final[metric], final, params, wall)
+
+
+def fit_fixed_network(cfg: ExperimentConfig, network: torch.nn.Module, train_loader, eval_loaders: Mapping[str, Any],
+                      *, device: str, callbacks: Sequence = (), logger: Any = False,
+                      default_root_dir: str | None = None, **trainer_overrides):
+    """Train a fixed network with the config's ``retrain`` recipe; returns the fitted Lightning trainer.
+
+    The one way nni-asng trains a fixed architecture (``nni-asng retrain``, launched trials, the tabular
+    benchmark's builder): the task's module with the ``retrain.optimizer`` recipe and the ``retrain``
+    trainer settings. ``eval_loaders`` maps metric prefixes to loaders evaluated after every
+    ``retrain.eval_every_n_epochs`` epochs (``{'val': test}`` logs ``val_acc``; ``{'val': v, 'test': t}`` both).
+    """
+    from . import tasks
+    entry = space_entry(cfg.space.name)
+    r = cfg.retrain
+    module = tasks.make_module(entry, r.optimizer, aux_weight=r.aux_weight, drop_path_prob=r.drop_path_prob,
+                               label_smoothing=r.label_smoothing)
+    module.set_model(network)
+    module.eval_stages = tuple(eval_loaders)
+    trainer = tasks.retrain_trainer(cfg, entry, device=device, callbacks=list(callbacks), logger=logger,
+                                    default_root_dir=default_root_dir, **trainer_overrides)
+    trainer.fit(module, train_loader, list(eval_loaders.values()))
+    return trainer

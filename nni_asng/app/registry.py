@@ -24,10 +24,11 @@ from typing import Any, Callable, Mapping
 import torch
 import torch.nn as nn
 
+from ..model_size import count_parameters
 from .errors import ConfigError
 
 __all__ = ['SpaceEntry', 'StrategyEntry', 'SPACES', 'STRATEGIES', 'TASKS', 'space_entry', 'strategy_entry',
-           'normalise_name', 'constructor_parameters', 'count_parameters', 'DataInfo']
+           'normalise_name', 'constructor_parameters', 'DataInfo']
 
 TASKS = ('classification', 'inpainting')
 
@@ -182,7 +183,7 @@ class StrategyEntry:
     def load_class(self) -> type:
         if self.module != 'nni_asng':
             # nni_asng.oneshot imports nni.nas.strategy in the order NNI needs; do it first.
-            import nni_asng  # noqa: F401
+            import nni_asng.oneshot  # noqa: F401
         return getattr(importlib.import_module(self.module), self.attr)
 
     def parameters(self) -> dict[str, inspect.Parameter]:
@@ -292,12 +293,6 @@ def constructor_parameters(cls: type, stop_at: str | None = None) -> dict[str, i
         if klass.__name__ == stop_at or not has_var_kwargs:
             break
     return params
-
-
-def count_parameters(model: nn.Module, include_auxiliary: bool = False) -> int:
-    """Number of parameters; an auxiliary head's are left out by default (papers report sizes without it)."""
-    return int(sum(p.numel() for name, p in model.named_parameters()
-                   if include_auxiliary or not any(part.startswith('aux') for part in name.split('.'))))
 
 
 def scale_to_budget(entry: SpaceEntry, arch: Mapping[str, Any], user_args: Mapping[str, Any], info: DataInfo,

@@ -1,0 +1,249 @@
+"""``nni-asng tabulate CONFIG``: build a tabular benchmark of a cell space on real data.
+
+Every architecture of the config's space (all choices categorical; at most ``tabular.max_architectures``)
+is trained with the config's ``retrain`` recipe by :func:`nni_asng.app.runs.fit_fixed_network` — the code
+``nni-asng retrain`` uses — on exactly the images a search of that config sees (the ``data.limit`` subset
+drawn with ``data.subset_seed``, at ``data.resolution``). Per architecture and seed a row records the
+training, validation (``tabular.validation`` held-out training images) and test (the official test split)
+loss and accuracy of every epoch, the parameters, the FLOPs and the training time.
+
+The first seed of ``tabular.seeds`` covers every architecture, the others a fixed random ``tabular.sample``
+of them. Jobs run in a fixed shuffled order (so a partial table is a uniform sample) in
+``tabular.processes`` worker processes (one thread each). Rows are appended to ``table.jsonl`` one by one;
+killed at any point, the next run with the same config continues where it stopped, and a row depends
+only on (architecture, seed), never on what ran before or in parallel.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import multiprocessing
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .config import ExperimentConfig, dump_config
+from .errors import ConfigError, UserError
+from .outputs import read_json, write_json
+from ..tabular import ROW_FILE, TabularBenchmark, arch_key, read_rows
+
+__all__ = ['build_table', 'enumerate_architectures', 'plan_jobs', 'TableBuild']
+
+META_FILE = 'meta.json'
+_PLAN_SEED = 20261129          # fixes the job order and the sampled architectures of later seeds
+
+
+@dataclass
+class TableBuild:
+    output: Path
+    rows: int
+    jobs: int
+    done: bool
+    wall_time: float
+
+
+def enumerate_architectures(space, limit: int) -> list[dict[str, Any]]:
+    """Every architecture of an all-categorical space, in a fixed order (labels sorted, values as declared)."""
+    from nni.mutable import Categorical
+    mutables = space.simplify()
+    odd = {label: type(m).__name__ for label, m in mutables.items() if not isinstance(m, Categorical)}
+    if odd:
+        raise ConfigError(f'tabulate needs a space of categorical choices only; {odd} are not')
+    labels = sorted(mutables)
+    count = int(np.prod([len(mutables[label].values) for label in labels]))
+    if count > limit:
+        raise ConfigError(f'the space has {count:,} architectures, more than tabular.max_architectures={limit:,}; '
+                          f'choose a smaller space (fewer operations) or raise the limit')
+    return [dict(zip(labels, values)) for values in itertools.product(*(mutables[label].values for label in labels))]
+
+
+def plan_jobs(n_architectures: int, seeds: Sequence[int], sample: int | None) -> list[tuple[int, int]]:
+    """(architecture index, seed) of every job, in the fixed shuffled order the builder runs them."""
+    rng = np.random.default_rng(_PLAN_SEED)
+    jobs = [(i, seeds[0]) for i in range(n_architectures)]
+    for seed in seeds[1:]:
+        chosen = range(n_architectures) if sample is None or sample >= n_architectures else \
+            sorted(rng.choice(n_architectures, size=sample, replace=False).tolist())
+        jobs += [(int(i), seed) for i in chosen]
+    order = rng.permutation(len(jobs))
+    return [jobs[k] for k in order]
+
+
+def _recipe(cfg: ExperimentConfig) -> dict[str, Any]:
+    """What a row depends on: the space, the data and the training recipe (not the search settings)."""
+    dump = cfg.model_dump(mode='json')
+    return {'space': dump['space'], 'data': dump['data'], 'retrain': dump['retrain'],
+            'tabular': {k: v for k, v in dump['tabular'].items() if k != 'processes'}}
+
+
+def _check_meta(out: Path, cfg: ExperimentConfig) -> None:
+    meta = out / META_FILE
+    if not meta.is_file():
+        return
+    old = read_json(meta).get('recipe')
+    new = _recipe(cfg)
+    if old != new:
+        changed = [k for k in new if old is None or old.get(k) != new.get(k)]
+        raise UserError(f'{out} holds a table built with another recipe (differs in: {", ".join(changed)}); '
+                        f'use another --output, or the config it was built with ({meta})')
+
+
+def _name(space_name: str, arch: dict[str, Any]) -> str | None:
+    if space_name in ('nas_bench_201', 'nasbench201', 'nb201'):
+        from search_spaces.nas_bench_201 import arch_to_nb201_string
+        return arch_to_nb201_string(arch)
+    return None
+
+
+def _machine(device: str) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu)
+    except OSError:
+        pass
+    text = f'{cpu}, {os.cpu_count()} CPU cores, {platform.system()} {platform.release()}'
+    if device == 'cuda':
+        import torch
+        text += f', GPU {torch.cuda.get_device_name(0)}'
+    return text
+
+
+def build_table(cfg: ExperimentConfig, output: str | os.PathLike, *, processes: int | None = None,
+                device: str | None = None, max_jobs: int | None = None,
+                log: Callable[[str], None] = print) -> TableBuild:
+    """Build (or continue) the table of ``cfg`` in ``output``; see the module docstring."""
+    from . import tasks
+    from .registry import space_entry
+    from .runs import _quiet_warnings, versions
+
+    entry = space_entry(cfg.space.name)
+    if entry.task != 'classification':
+        raise ConfigError(f'tabulate builds classification tables; space {cfg.space.name!r} is {entry.task}')
+    device = tasks.resolve_device(device or cfg.retrain.device)
+    processes = processes or cfg.tabular.processes
+    out = Path(output)
+    _check_meta(out, cfg)
+    train, _, _, info = _datasets(cfg)
+    with _quiet_warnings():
+        space = entry.build_space(cfg.space.args, info)
+    archs = enumerate_architectures(space, cfg.tabular.max_architectures)
+    jobs = plan_jobs(len(archs), cfg.tabular.seeds, cfg.tabular.sample)
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows_file = out / ROW_FILE
+    rows, good = read_rows(rows_file)
+    if rows_file.is_file() and rows_file.stat().st_size != good:
+        with open(rows_file, 'r+b') as f:          # drop a line cut off by a kill
+            f.truncate(good)
+    done = {(arch_key(r['architecture']), r['seed']) for r in rows}
+    todo = [(i, s) for i, s in jobs if (arch_key(archs[i]), s) not in done]
+    if max_jobs is not None:
+        todo = todo[:max_jobs]
+    meta = read_json(out / META_FILE) if (out / META_FILE).is_file() else {
+        'created': time.strftime('%Y-%m-%d %H:%M:%S'), 'recipe': _recipe(cfg), 'config_yaml': dump_config(cfg)}
+    meta.setdefault('sessions', []).append({'started': time.strftime('%Y-%m-%d %H:%M:%S'), 'device': device,
+                                            'processes': processes, 'machine': _machine(device),
+                                            'versions': versions(), 'rows_before': len(rows)})
+    meta.update(architectures=len(archs), jobs=len(jobs), train_images=len(train),
+                labels=sorted(archs[0]) if archs else [])
+    write_json(out / META_FILE, meta)
+    log(f'tabulate: {len(archs)} architectures of {cfg.space.name}, seeds {cfg.tabular.seeds} '
+        f'({len(jobs)} trainings; {len(rows)} done, {len(todo)} to run now) on {device}, {processes} process(es); '
+        f'{len(train)} training images at {info.input_shape[1]}x{info.input_shape[2]}')
+
+    started = time.time()
+    finished = 0
+    work = [(i, archs[i], s) for i, s in todo]
+    context = multiprocessing.get_context('spawn')
+    with context.Pool(processes, initializer=_init_worker, initargs=(cfg.model_dump(mode='json'), cfg.source,
+                                                                      device)) as pool, \
+            open(rows_file, 'a', encoding='utf-8') as sink:
+        for row in pool.imap_unordered(_train_job, work):
+            row['name'] = _name(entry.name, row['architecture'])
+            sink.write(json.dumps(row) + '\n')
+            sink.flush()
+            os.fsync(sink.fileno())
+            finished += 1
+            if finished == len(work) or finished % max(1, len(work) // 50) == 0:
+                elapsed = time.time() - started
+                eta = elapsed / finished * (len(work) - finished)
+                log(f'  {len(rows) + finished}/{len(jobs)} rows  ({elapsed / 60:.1f} min, ~{eta / 60:.0f} min left)')
+    wall = time.time() - started
+    meta = read_json(out / META_FILE)
+    meta['sessions'][-1].update(finished=time.strftime('%Y-%m-%d %H:%M:%S'), rows_after=len(rows) + finished,
+                                wall_time_s=wall)
+    write_json(out / META_FILE, meta)
+    total = len(rows) + finished
+    if total >= 2:
+        log(TabularBenchmark.load(out).quality().format())
+    return TableBuild(out, total, len(jobs), total == len(jobs), wall)
+
+
+def _datasets(cfg: ExperimentConfig):
+    """(train = the search's images, validation = held-out training images, test = the test split, info)."""
+    from ..data import ImageClassificationDataset
+    from .registry import DataInfo
+    d, r = cfg.data, cfg.retrain
+    subset_seed = cfg.seed if d.subset_seed is None else d.subset_seed
+    common = dict(name=d.dataset, root=d.root, resolution=d.resolution)
+    train = ImageClassificationDataset(split='train', limit=d.limit, seed=subset_seed, subset_seed=subset_seed,
+                                       augment=r.augment, **common)
+    val = ImageClassificationDataset(split='train', half='holdout', limit=d.limit, seed=subset_seed,
+                                     subset_seed=subset_seed, holdout=cfg.tabular.validation, **common)
+    test = ImageClassificationDataset(split='test', **common)
+    info = DataInfo(in_channels=train.input_shape[0], num_classes=train.num_classes, input_shape=train.input_shape)
+    return train, val, test, info
+
+
+# ---------------------------------------------------------------------------------------------- workers
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(cfg_dump: dict, source: str | None, device: str) -> None:
+    import torch
+    torch.set_num_threads(1)
+    cfg = ExperimentConfig.model_validate(cfg_dump)
+    cfg.source = source
+    _WORKER.update(cfg=cfg, device=device, data=_datasets(cfg))
+
+
+def _train_job(job: tuple[int, dict[str, Any], int]) -> dict[str, Any]:
+    import pytorch_lightning as pl
+
+    from . import tasks
+    from ..evaluators.classification import EpochHistory
+    from ..model_size import count_flops, count_parameters
+    from .registry import space_entry
+    from .runs import _quiet_warnings, fit_fixed_network
+
+    index, arch, seed = job
+    cfg, device = _WORKER['cfg'], _WORKER['device']
+    train, val, test, info = _WORKER['data']
+    r = cfg.retrain
+    entry = space_entry(cfg.space.name)
+    pl.seed_everything(seed, workers=True, verbose=False)
+    with _quiet_warnings():
+        network = entry.build_fixed(arch, {**cfg.space.args, **r.space_args}, info)
+    params = count_parameters(network)
+    flops = count_flops(network, info.input_shape)
+    workers = cfg.data.num_workers
+    loaders = (tasks._loader(train, r.batch_size, workers, True), tasks._loader(val, 256, workers, False),
+               tasks._loader(test, 256, workers, False))
+    history = EpochHistory()
+    started = time.process_time(), time.time()
+    with _quiet_warnings():
+        fit_fixed_network(cfg, network, loaders[0], {'val': loaders[1], 'test': loaders[2]}, device=device,
+                          callbacks=[history], logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                          default_root_dir=None)
+    cpu, wall = time.process_time() - started[0], time.time() - started[1]
+    keys = ('train_loss', 'train_acc', 'val_loss', 'val_acc', 'test_loss', 'test_acc')
+    epochs = [{'epoch': e['epoch'], **{k: e[k] for k in keys if k in e}} for e in history.epochs]
+    return {'index': index, 'architecture': arch, 'seed': seed, 'params': params, 'flops': flops,
+            'epochs': epochs, 'final': epochs[-1] if epochs else {}, 'train_time_s': round(wall, 2),
+            'train_cpu_s': round(cpu, 2), 'device': device}
