@@ -2,7 +2,8 @@
 # Idempotent set-up for nni-asng on a fresh Debian machine:
 #   1. Debian packages: dataset-fashion-mnist (real data), chromium (web-UI test)
 #   2. a virtual environment (.venv, or $NNI_ASNG_VENV), reused when present
-#   3. the project and its pinned dependencies, reinstalled only when pyproject.toml changed
+#   3. the project with its cli and test extras, at the exact tested versions of constraints.txt,
+#      reinstalled only when pyproject.toml or constraints.txt changed
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${NNI_ASNG_VENV:-.venv}"
@@ -28,14 +29,14 @@ else
 fi
 
 stamp="$VENV/.nni-asng-installed"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" = "$want" ]; then
-    say "python packages up to date (pyproject.toml unchanged)"
+    say "python packages up to date (pyproject.toml and constraints.txt unchanged)"
 else
     say "installing nni-asng and pinned dependencies into $VENV (a few minutes the first time)"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "pip>=23" 2>&1 | grep -v "is ignored" || true
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "is ignored" || true
-    "$VENV/bin/python" -c "import nni, torch, torchvision, pytorch_lightning, nni_asng" \
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[cli,test]" 2>&1 | grep -v "is ignored" || true
+    "$VENV/bin/python" -c "import nni, torch, pytorch_lightning, pydantic, nni_asng.app" \
         || { echo "[setup] ERROR: the installed packages do not import; see pip's output above" >&2; exit 1; }
     echo "$want" > "$stamp"
 fi

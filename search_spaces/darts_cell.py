@@ -23,7 +23,7 @@ its retraining network.
 
 NNI strategies: ``RandomOneShot``, ``DARTS`` and ``GumbelDARTS`` run; ``Proxyless`` does not (its
 cell input choice back-propagates through candidate inputs of different resolutions in reduction
-cells; DESIGN.md §2).
+cells; docs/design.md §2).
 """
 from __future__ import annotations
 

@@ -1,11 +1,37 @@
-"""Shared test configuration."""
+"""Shared test configuration: test tiers and one torch thread.
+
+Tiers (markers added here by module, so ``pytest -m core`` etc. select them; ``.ci/run`` runs all):
+
+* ``core`` — the mathematics (distributions, optimizers): numpy, no NNI; seconds.
+* ``oneshot`` — the NNI adapter, strategies, spaces and data on tiny NNI spaces; minutes.
+* ``app`` — configs, CLI, NNI launch, end-to-end runs and packaging (subprocesses); the longest
+  of these also carry ``slow``.
+"""
 import pytest
-import torch
+
+CORE = {'test_distributions', 'test_optimizers', 'test_asng_toy', 'test_policy_gradient'}
+ONESHOT = {'test_encoding', 'test_sampling', 'test_strategy_natural_gradient', 'test_strategy_policy_gradient',
+           'test_multi_complexity', 'test_search_direction', 'test_resume', 'test_numerical_safety',
+           'test_advantage_toy', 'test_inpainting', 'test_data', 'test_search_step_syncs', 'test_space_cae',
+           'test_space_darts_cell', 'test_space_enas_cell', 'test_space_nas_bench_201', 'test_space_proxyless',
+           'test_distributed', 'test_tabular'}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rpartition('.')[2]
+        tier = 'core' if module in CORE else 'oneshot' if module in ONESHOT else 'app'
+        item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(autouse=True, scope='module')
-def one_torch_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP oversubscription on busy 2-core machines."""
+def one_torch_thread(request):
+    """Tiny tensors: one intra-op thread avoids OpenMP oversubscription on busy 2-core machines.
+    (The core tier never imports torch.)"""
+    if request.module.__name__.rpartition('.')[2] in CORE:
+        yield
+        return
+    import torch
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

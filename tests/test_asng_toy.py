@@ -94,6 +94,7 @@ def _table(path):
         return [{k: v for k, v in row.items() if k not in ('us_per_iter', 'wall_s')} for row in csv.DictReader(fh)]
 
 
+@pytest.mark.slow
 def test_cli_quick_writes_table_and_plot(toy, tmp_path, capsys):
     common = ['--quick', '--steps', '0.1', '10', '--max-iter', '400', '--methods', 'ASNG', 'Adam']
     rows = toy.main(common + ['--processes', '1', '--out', str(tmp_path / 'one')])

@@ -17,6 +17,7 @@ def test_readme_has_examples():
 def test_readme_example_runs(index, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv('HOME', str(tmp_path))          # NNI's default ~/nni-experiments lands in tmp
     monkeypatch.chdir(tmp_path)
+    (tmp_path / 'experiments').symlink_to(README.parent / 'experiments')   # examples read committed results
     namespace = {'__name__': '__readme__'}
     try:
         with warnings.catch_warnings():

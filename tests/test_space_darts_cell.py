@@ -136,7 +136,7 @@ def test_nni_strategies_run(strategy, tmp_path):
 
 
 @pytest.mark.xfail(raises=RuntimeError, strict=True,
-                   reason="NNI's Proxyless cell mixes candidate inputs of different resolutions (DESIGN.md §2)")
+                   reason="NNI's Proxyless cell mixes candidate inputs of different resolutions (docs/design.md §2)")
 def test_nni_proxyless_is_not_supported(tmp_path):
     run_strategy(DARTSCellSpace(in_channels=1, **TINY), Proxyless(), tmp_path, (1, 16, 16), num_classes=10,
                  n=8, batch_size=8)

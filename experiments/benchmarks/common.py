@@ -273,7 +273,7 @@ class MemoryProbe:
     """Peak memory over a window of steps.
 
     CUDA: ``torch.cuda.reset_peak_memory_stats()`` at the window start; peak = ``max_memory_allocated``
-    (absolute, weights included: comparable to DESIGN.md's H100 anchors); growth = peak − allocated at start.
+    (absolute, weights included: comparable to docs/design.md §2's H100 reference point); growth = peak − allocated at start.
     CPU: at the window start ``gc.collect()`` + glibc ``malloc_trim(0)`` (cached free memory goes back to
     the OS), baseline = VmRSS, VmHWM reset to it (``echo 5 > /proc/self/clear_refs``); peak = VmHWM at the
     end (absolute RSS: Python + libraries + weights + data), growth = VmHWM − baseline (the step's

@@ -1,6 +1,6 @@
 """CIFAR-10 (Krizhevsky, 2009) from the standard ``cifar-10-batches-py`` folder of python pickles.
 
-It cannot be downloaded on this machine (DESIGN.md §2): the user passes the folder.
+It cannot be downloaded on this machine (docs/design.md §2): the user passes the folder.
 The pickles are read with an unpickler that only admits numpy arrays, lists and bytes,
 so a foreign pickle cannot run code.
 """

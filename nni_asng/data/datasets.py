@@ -2,7 +2,7 @@
 
 The class is ``nni.trace``d and rebuilt from its small constructor arguments (name, root,
 split, limit, seed, ...), never from its arrays: NNI can serialise a DataLoader over it
-within the 64 KB evaluator payload (DESIGN.md §2), and a pickle re-reads the files lazily.
+within the 64 KB evaluator payload (docs/design.md §2), and a pickle re-reads the files lazily.
 """
 from __future__ import annotations
 

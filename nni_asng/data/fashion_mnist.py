@@ -1,7 +1,7 @@
 """Fashion-MNIST (Xiao et al., 2017) from its four original IDX .gz files.
 
 Offline source here: the Debian package ``dataset-fashion-mnist``, which installs them
-in ``/usr/share/datasets/fashion-mnist/`` (DESIGN.md §2).
+in ``/usr/share/datasets/fashion-mnist/`` (docs/design.md §2).
 """
 from __future__ import annotations
 

@@ -1,0 +1,135 @@
+"""How nni-asng installs into a user's environment (issue: "a library that drops into the NNI environment").
+
+* The ask/tell core (``nni_asng.distributions``, ``nni_asng.optimizers``) imports and runs with numpy alone:
+  a subprocess blocks ``nni``, ``torch`` and ``pytorch_lightning`` and runs ASNG.
+* The built wheel declares ranges, not pins: pip's resolver, asked to install it into an environment that
+  already holds another supported torch (a metadata-only stand-in for torch 2.11.0, the GPU image's), keeps
+  that torch; with an unsupported one (2.16.0) it would replace it (the control that shows the check can fail).
+* The application's dependencies (pydantic, matplotlib, pyyaml, mlxtend) come only with the ``cli`` extra.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_BLOCKER = '''
+import sys, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('nni', 'torch', 'pytorch_lightning', 'lightning'):
+            raise ImportError(f'blocked import of {name}: the core must run with numpy alone')
+        return None
+sys.meta_path.insert(0, Block())
+'''
+
+
+def test_core_runs_with_numpy_alone():
+    code = _BLOCKER + '''
+import numpy as np
+import nni_asng
+from nni_asng.distributions import CategoricalDistribution, GaussianDistribution, ProductDistribution
+from nni_asng.optimizers import ASNG, PDAS, SNG
+opt = ASNG(CategoricalDistribution([3] * 4), seed=0)
+for _ in range(300):
+    x = opt.ask()
+    opt.tell(x, (x != 0).sum(axis=1).astype(float))
+assert list(opt.most_likely()) == [0, 0, 0, 0], opt.most_likely()
+loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('nni', 'torch', 'pytorch_lightning'))
+assert not loaded, loaded
+print('ok')
+'''
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == 'ok', result.stderr[-3000:]
+
+
+def test_strategies_load_lazily_on_first_use():
+    code = ('import sys, nni_asng\n'
+            'assert "nni" not in sys.modules\n'
+            'strategy = nni_asng.ASNG()\n'
+            'assert "nni" in sys.modules and type(strategy).__module__ == "nni_asng.oneshot.natural_gradient"\n'
+            'print("ok")\n')
+    result = subprocess.run([sys.executable, '-W', 'ignore', '-c', code], capture_output=True, text=True, cwd=ROOT,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == 'ok', result.stderr[-3000:]
+
+
+def _fake_distribution(folder: Path, name: str, version: str) -> Path:
+    """A metadata-only wheel standing in for an installed package (no files of the real one)."""
+    wheel = folder / f'{name}-{version}-py3-none-any.whl'
+    info = f'{name}-{version}.dist-info'
+    files = {f'{name}/__init__.py': f'__version__ = {version!r}\n',
+             f'{info}/METADATA': f'Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n',
+             f'{info}/WHEEL': 'Wheel-Version: 1.0\nGenerator: nni-asng-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n'}
+    record = ''.join(f'{path},,\n' for path in files) + f'{info}/RECORD,,\n'
+    with zipfile.ZipFile(wheel, 'w') as zf:
+        for path, text in files.items():
+            zf.writestr(path, text)
+        zf.writestr(f'{info}/RECORD', record)
+    return wheel
+
+
+def _run(args: list, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True, **kwargs)
+    assert result.returncode == 0, f'{args}: {result.stdout[-2000:]}\n{result.stderr[-3000:]}'
+    return result
+
+
+@pytest.fixture(scope='module')
+def built_wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp('wheel')
+    _run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', out, ROOT],
+         timeout=300)
+    (wheel,) = out.glob('nni_asng-*.whl')
+    return wheel
+
+
+def test_wheel_metadata_has_ranges_and_a_cli_extra(built_wheel):
+    with zipfile.ZipFile(built_wheel) as zf:
+        meta = zf.read(next(n for n in zf.namelist() if n.endswith('.dist-info/METADATA'))).decode()
+    requires = [line.split(':', 1)[1].strip() for line in meta.splitlines() if line.startswith('Requires-Dist:')]
+    core = [r for r in requires if 'extra ==' not in r]
+    names = {r.split(';')[0].replace(' ', '').split('<')[0].split('>')[0].split('=')[0].split('[')[0].lower()
+             for r in core}
+    assert 'torch' in names and 'nni' in names
+    assert not any(r.startswith('torch==') or r.startswith('torch ==') for r in core), core
+    assert not names & {'pydantic', 'matplotlib', 'mlxtend', 'tqdm', 'torchvision', 'pyyaml'}, core
+    cli = [r for r in requires if 'extra == "cli"' in r]
+    assert {r.split('>')[0].split('<')[0].split('=')[0].strip().lower() for r in cli} >= {'pydantic', 'matplotlib'}
+
+
+def _would_install(env_python: Path, wheel: Path, tmp: Path) -> dict[str, str]:
+    report = tmp / 'report.json'
+    _run([env_python, '-m', 'pip', 'install', '--dry-run', '--quiet', '--report', report, wheel], timeout=600)
+    return {item['metadata']['name'].lower(): item['metadata']['version']
+            for item in json.loads(report.read_text())['install']}
+
+
+@pytest.mark.slow
+def test_installing_the_wheel_keeps_a_supported_torch(built_wheel, tmp_path):
+    """pip's resolver (dry run) on a venv whose torch is 2.11.0 keeps it; with 2.16.0 it would not."""
+    env = tmp_path / 'env'
+    _run([sys.executable, '-m', 'venv', env], timeout=300)
+    python = env / 'bin' / 'python'
+    # The stand-ins install past any machine-wide pip constraint (this workplace caps torch at 2.14.1).
+    (tmp_path / 'no-constraints.txt').write_text('')
+    unconstrained = {**os.environ, 'PIP_CONSTRAINT': str(tmp_path / 'no-constraints.txt')}
+    supported = _fake_distribution(tmp_path, 'torch', '2.11.0')
+    _run([python, '-m', 'pip', 'install', '--quiet', '--no-deps', '--no-index', supported], timeout=300,
+         env=unconstrained)
+    plan = _would_install(python, built_wheel, tmp_path)
+    assert 'nni' in plan and 'pytorch-lightning' in plan, plan      # a real resolution happened
+    assert 'torch' not in plan, f'pip would replace the installed torch 2.11.0 by {plan.get("torch")}'
+
+    unsupported = _fake_distribution(tmp_path, 'torch', '2.16.0')
+    _run([python, '-m', 'pip', 'install', '--quiet', '--no-deps', '--no-index', '--force-reinstall', unsupported],
+         timeout=300, env=unconstrained)
+    plan = _would_install(python, built_wheel, tmp_path)
+    assert 'torch' in plan, 'the control failed: an unsupported torch should be replaced'
