@@ -79,3 +79,27 @@ def test_describe_lists_every_variable():
     text = SearchSpaceEncoding(mixed()).describe()
     for label in ['op', 'in1', 'in2', 'ch', 'p']:
         assert f'  {label}:' in text
+
+
+def test_sigma_min_scales_with_each_numerical_variable():
+    """σ_min is a quarter of the quantum (asng-nas §3.3 "Int") or a fraction of a continuous range."""
+    muts = {**mixed(), 'w': Numerical(0, 64, quantize=16, label='w')}
+    gau = SearchSpaceEncoding(muts).distribution().parts[1]
+    np.testing.assert_allclose(gau.std_min, [0.25, 0.5 / 100, 4.0])         # ch: step 1, p: 1% of 0.5, w: step 16
+    gau = SearchSpaceEncoding(muts).distribution(sigma_min_fraction=0.1).parts[1]
+    np.testing.assert_allclose(gau.std_min, [0.25, 0.05, 4.0])
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+@pytest.mark.parametrize('name', ['ASNG', 'SNG', 'PDAS'])
+def test_small_range_uniform_concentrates_near_the_optimum(name, seed):
+    """nni.uniform('p', 0, 0.5) with loss (p − 0.1)²: a fixed σ_min of 0.25 pinned σ at (high − low)/2."""
+    from nni_asng import optimizers
+    enc = SearchSpaceEncoding({'p': Numerical(0.0, 0.5, label='p')})
+    opt = getattr(optimizers, name)(enc.distribution(), seed=seed)
+    for _ in range(300):
+        rows = opt.ask()
+        opt.tell(rows, [(enc.to_architecture(row)['p'] - 0.1) ** 2 for row in rows])
+    gau = opt.distribution.parts[0]
+    assert abs(enc.to_architecture(opt.most_likely())['p'] - 0.1) < 0.02 and gau.std[0] < 0.02, \
+        (gau.mean[0], gau.std[0])

@@ -277,3 +277,26 @@ def test_converges_on_separable_objective(make):
         opt.tell(x, (x != 0).sum(axis=1).astype(float))
     np.testing.assert_array_equal(opt.most_likely(), np.zeros(10))
     assert dist.theta.reshape(10, 4)[:, 0].mean() > 0.8      # the bound θ_min = 1/30 caps it at 0.9
+
+
+# ---------------------------------------------------------------------------- the domain boundary
+@pytest.mark.parametrize('make', [ASNG, SNG, PDAS, NaturalGradientAdam], ids=['ASNG', 'SNG', 'PDAS', 'Adam'])
+def test_fisher_optimizers_require_theta_min_above_zero(make):
+    """F(θ) = diag(θ)⁻¹ + … is undefined at θ = 0 (asng-nas §2.4 projects onto θ >= θ_min > 0).
+
+    theta_min=0 used to let a probability reach exactly 0 within a few steps; from then on the
+    Fisher norm was NaN, so ASNG/SNG skipped every update and PDAS's η fell to 0. Now refused.
+    """
+    with pytest.raises(ValueError, match=r"theta_min=0 .*Fisher.*theta_min='paper'"):
+        make(CategoricalDistribution([3, 3], theta_min=0.0))
+    with pytest.raises(ValueError, match='theta_min=0'):
+        make(ProductDistribution([CategoricalDistribution([2, 3], theta_min=0.0), GaussianDistribution([0.0], [1.0])]))
+
+
+@pytest.mark.parametrize('make', [ASNG, SNG, PDAS, NaturalGradientAdam], ids=['ASNG', 'SNG', 'PDAS', 'Adam'])
+def test_a_positive_theta_min_keeps_updates_going_at_the_bound(make):
+    dist = CategoricalDistribution([3], theta=[1 - 2e-9, 1e-9, 1e-9], theta_min=1e-9)
+    opt = make(dist)
+    assert opt.tell(np.array([[1], [2]]), [0.0, 1.0])             # F(θ) finite at θ = θ_min > 0
+    assert np.all(np.isfinite(opt.theta)) and opt.theta[1] > 1e-9
+    assert opt.step_size > 0 and math.isfinite(opt.step_size)

@@ -187,6 +187,10 @@ def test_evaluator_gradient_clip_is_adopted_by_the_strategy(tmp_path):
     (lambda: nni_asng.ASNG(delta_init=0), 'delta_init'),
     (lambda: nni_asng.ASNG(alpha=-1), 'alpha'),
     (lambda: nni_asng.ASNG(theta_min=0.9), 'no domain'),
+    (lambda: nni_asng.ASNG(theta_min=0), "theta_min=0 .*'paper'"),
+    (lambda: nni_asng.PDAS(theta_min=0.0), 'theta_min=0'),
+    (lambda: nni_asng.SNG(sigma_min_fraction=0), 'sigma_min_fraction'),
+    (lambda: nni_asng.ASNG(sigma_min_fraction=0.5), 'sigma_min_fraction'),
     (lambda: nni_asng.ASNG(warmup_epochs=-1), 'warmup_epochs'),
     (lambda: nni_asng.ASNG(gradient_clip_val=0), 'gradient_clip_val'),
     (lambda: nni_asng.ASNG(seed='x'), 'seed'),
@@ -245,3 +249,10 @@ def test_activation_skips_only_supermodules_without_mutables(tmp_path):
         for m in every:
             m.resample(memo=arch)
         assert torch.equal(cached, module.model(x))
+
+
+@pytest.mark.parametrize('make', [nni_asng.ASNG, nni_asng.SNG, nni_asng.PDAS])
+def test_sigma_min_fraction_reaches_the_gaussian_variables(make):
+    encoding = nni_asng.SearchSpaceEncoding({'p': nni.uniform('p', 0.0, 0.5)})
+    searcher = make(sigma_min_fraction=0.1).build_searcher(encoding)
+    np.testing.assert_allclose(searcher.optimizer.distribution.parts[0].std_min, [0.05])

@@ -20,6 +20,11 @@ class ExpectationFamily:
     def fisher_sqrt(self, g: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def check_fisher_domain(self, user: str) -> None:
+        """Raise ValueError unless ``project`` keeps θ off the boundary of Θ, where F(θ) is undefined
+        (asng-nas §2.4: "Θ should be restricted to avoid degenerated distribution"). ``user`` names the
+        optimizer for the message. Families whose bounds are always interior need nothing here."""
+
     def fisher_norm(self, g: np.ndarray) -> float:
         """‖g‖_F(θ) = sqrt(gᵀ F(θ) g) = ‖A g‖ (the normaliser of asng-nas Eq. 11)."""
         return float(np.linalg.norm(self.fisher_sqrt(g)))

@@ -29,7 +29,9 @@ class CategoricalDistribution(ExpectationFamily):
         Lower bound on every probability. ``'paper'`` is θ_min,i = 1/(n_c(K_i − 1)) of pdas
         Appendix B, with n_c the number of variables with K_i > 1. On tiny spaces that bound
         pins θ_i to uniform (n_c(K_i − 1) <= K_i), so it is capped at 1/(2K_i) to keep a domain
-        to search in. A float sets one bound for all variables; 0 disables the projection.
+        to search in. A float sets one bound for all variables. 0 allows probabilities of exactly
+        0, which only updates without the Fisher metric tolerate (multi-complexity's fixed-η step):
+        F_i = diag(θ_i)⁻¹ + … is undefined at θ = 0, so ASNG/SNG/PDAS need θ_min > 0 (asng-nas §2.4).
     """
 
     def __init__(self, num_categories: Sequence[int], theta: np.ndarray | None = None,
@@ -128,6 +130,13 @@ class CategoricalDistribution(ExpectationFamily):
         return out[..., keep]
 
     # ------------------------------------------------------------------ domain
+    def check_fisher_domain(self, user: str) -> None:
+        """θ_min > 0 for every free variable, so F(θ) stays finite (asng-nas §2.4)."""
+        if np.any(self.theta_min[self.num_categories > 1] <= 0):
+            raise ValueError(f"{user}: theta_min=0 lets a probability reach 0, where the Fisher metric of the "
+                             'categorical distribution is undefined (asng-nas §2.4), and every later update would '
+                             "be lost; use theta_min='paper' (1/(n_c(K_i − 1))) or a small positive number")
+
     def project(self) -> None:
         """Restrict θ to [θ_min, 1 − (K_i − 1)θ_min] with rows summing to 1 (pdas Appendix B, Eq. 11–12)."""
         lo = self.theta_min[self._variable_of]

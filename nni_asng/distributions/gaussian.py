@@ -14,6 +14,27 @@ import numpy as np
 
 from .base import ExpectationFamily
 
+STD_MIN_FRACTION = 0.01
+
+
+def scaled_std_min(low: Sequence[float], high: Sequence[float], quantum: Sequence[float | None] | None = None,
+                   fraction: float = STD_MIN_FRACTION) -> np.ndarray:
+    """σ_min of each variable, tied to its own scale (asng-nas §2.4 bounds Θ away from degenerate σ = 0).
+
+    A variable with a quantum q (integers: q = 1, ``nni.quniform``) gets q/4, the integer-step bound
+    of asng-nas §3.3 "Int": ≈95% of the samples then round to μ's value and its neighbours stay
+    reachable. A continuous variable gets ``fraction`` × (high − low); the default 1/100 lets σ shrink
+    50-fold from its start (high − low)/2, locating an optimum to a few percent of the range, whereas a
+    fixed σ_min ignores the range (σ_min = 0.25 pins σ at σ_max on ``nni.uniform(0, 0.5)``).
+    """
+    fraction = float(fraction)
+    if not 0.0 < fraction < 0.5:
+        raise ValueError(f'sigma_min_fraction (σ_min / (high − low) of continuous variables) must lie in (0, 0.5), '
+                         f'below σ_max = (high − low)/2; got {fraction!r} (default {STD_MIN_FRACTION})')
+    low, high = np.asarray(low, dtype=float).reshape(-1), np.asarray(high, dtype=float).reshape(-1)
+    quantum = [None] * low.size if quantum is None else list(quantum)
+    return np.array([q / 4.0 if q else fraction * (h - lo) for lo, h, q in zip(low, high, quantum)])
+
 
 class GaussianDistribution(ExpectationFamily):
     """Product of independent 1-D Gaussians over variables with bounds ``[low_i, high_i]``.
@@ -25,14 +46,16 @@ class GaussianDistribution(ExpectationFamily):
     integer
         Round to the nearest integer on evaluation (True for integer variables such as channels).
     std_min
-        Lower bound on σ after each update, so the distribution never degenerates. The default
-        1/4 keeps neighbouring integers reachable; the upper bound is (high − low)/2.
+        Lower bound on σ after each update (one number or one per variable, > 0), so the
+        distribution never degenerates; the upper bound is (high − low)/2. Default
+        :func:`scaled_std_min`: 1/4 for integer variables, 1/100 of the range for continuous ones.
     mean, std
         Initial parameters; default to the middle of the range and σ = (high − low)/2.
     """
 
     def __init__(self, low: Sequence[float], high: Sequence[float], integer: bool = True,
-                 std_min: float = 0.25, mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
+                 std_min: float | Sequence[float] | None = None, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None):
         self.low = np.asarray(low, dtype=float).reshape(-1)
         self.high = np.asarray(high, dtype=float).reshape(-1)
         if self.low.size == 0 or self.low.shape != self.high.shape:
@@ -42,7 +65,13 @@ class GaussianDistribution(ExpectationFamily):
                              f'high={self.high.tolist()}')
         self.integer = bool(integer)
         self.std_max = (self.high - self.low) / 2.0
-        self.std_min = np.minimum(float(std_min), self.std_max)
+        if std_min is None:
+            std_min = scaled_std_min(self.low, self.high, [1.0 if self.integer else None] * self.low.size)
+        std_min = np.broadcast_to(np.asarray(std_min, dtype=float), self.low.shape)
+        if not np.all(std_min > 0) or not np.all(np.isfinite(std_min)):
+            raise ValueError(f'std_min must be finite and > 0 (σ = 0 is degenerate: F = diag(1/σ², 1/(2σ⁴)) is '
+                             f'undefined there), got {std_min.tolist()}')
+        self.std_min = np.minimum(std_min, self.std_max)
         mu = (self.low + self.high) / 2.0 if mean is None else np.asarray(mean, dtype=float).reshape(-1)
         sigma = self.std_max if std is None else np.asarray(std, dtype=float).reshape(-1)
         self._theta = np.stack([mu, mu ** 2 + sigma ** 2], axis=1).reshape(-1)

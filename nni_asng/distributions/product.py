@@ -68,6 +68,10 @@ class ProductDistribution(ExpectationFamily):
         return np.concatenate([p.fisher_sqrt(g[..., self._par[i]:self._par[i + 1]])
                                for i, p in enumerate(self.parts)], axis=-1)
 
+    def check_fisher_domain(self, user: str) -> None:
+        for p in self.parts:
+            p.check_fisher_domain(user)
+
     def step(self, direction: np.ndarray) -> None:
         direction = np.asarray(direction, dtype=float).reshape(-1)
         for i, p in enumerate(self.parts):

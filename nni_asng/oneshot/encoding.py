@@ -22,7 +22,8 @@ from typing import Any, Mapping
 import numpy as np
 from nni.mutable import Categorical, CategoricalMultiple, Mutable, Numerical
 
-from ..distributions import CategoricalDistribution, GaussianDistribution, ProductDistribution
+from ..distributions import (STD_MIN_FRACTION, CategoricalDistribution, GaussianDistribution, ProductDistribution,
+                             scaled_std_min)
 
 
 class UnsupportedSpaceError(TypeError):
@@ -80,14 +81,20 @@ class SearchSpaceEncoding:
     def num_categories(self) -> list[int]:
         return [v.num_categories for v in self.categorical]
 
-    def distribution(self, theta_min: str | float = 'paper', std_min: float = 0.25) -> ProductDistribution:
-        """The maximum-entropy start over all variables (asng-nas §2.4)."""
+    def distribution(self, theta_min: str | float = 'paper',
+                     sigma_min_fraction: float = STD_MIN_FRACTION) -> ProductDistribution:
+        """The maximum-entropy start over all variables (asng-nas §2.4).
+
+        Numerical variables get σ_min = quantum/4, or ``sigma_min_fraction`` × (high − low) when
+        continuous (:func:`~nni_asng.distributions.scaled_std_min`).
+        """
         parts = []
         if self.categorical:
             parts.append(CategoricalDistribution(self.num_categories, theta_min=theta_min))
         if self.numerical:
-            parts.append(GaussianDistribution([v.low for v in self.numerical], [v.high for v in self.numerical],
-                                              integer=False, std_min=std_min))
+            low, high = [v.low for v in self.numerical], [v.high for v in self.numerical]
+            std_min = scaled_std_min(low, high, [v.quantize for v in self.numerical], sigma_min_fraction)
+            parts.append(GaussianDistribution(low, high, integer=False, std_min=std_min))
         return ProductDistribution(parts)
 
     def category_offsets(self) -> np.ndarray:

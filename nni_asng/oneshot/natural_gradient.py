@@ -5,7 +5,7 @@ import math
 from typing import Any
 
 from .. import optimizers
-from ..distributions import CategoricalDistribution
+from ..distributions import STD_MIN_FRACTION, CategoricalDistribution, scaled_std_min
 from .encoding import SearchSpaceEncoding
 from .searcher import NaturalGradientSearcher
 from .strategy import ProbabilisticOneShotStrategy
@@ -14,14 +14,15 @@ from .strategy import ProbabilisticOneShotStrategy
 class _NaturalGradientStrategy(ProbabilisticOneShotStrategy):
     """Shared constructor checks and searcher for the natural-gradient strategies."""
 
-    def __init__(self, *, theta_min: str | float = 'paper', warmup_epochs: int = 0,
-                 resample_for_architecture: bool = False, **kwargs: Any):
+    def __init__(self, *, theta_min: str | float = 'paper', sigma_min_fraction: float = STD_MIN_FRACTION,
+                 warmup_epochs: int = 0, resample_for_architecture: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
         if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
             raise ValueError(f'warmup_epochs must be a non-negative integer, got {warmup_epochs!r}')
-        CategoricalDistribution([3] * 4, theta_min=theta_min)       # fail fast on a malformed theta_min
-        self.make_optimizer(CategoricalDistribution([2, 2]))         # ... and on malformed hyperparameters
+        scaled_std_min([0.0], [1.0], fraction=sigma_min_fraction)     # fail fast on a bad sigma_min_fraction,
+        self.make_optimizer(CategoricalDistribution([3] * 4, theta_min=theta_min))   # theta_min, hyperparameters
         self.theta_min = theta_min
+        self.sigma_min_fraction = sigma_min_fraction
         self.warmup_epochs = warmup_epochs
         self.resample_for_architecture = resample_for_architecture
 
@@ -30,7 +31,7 @@ class _NaturalGradientStrategy(ProbabilisticOneShotStrategy):
 
     def build_searcher(self, encoding: SearchSpaceEncoding, model=None) -> NaturalGradientSearcher:
         return NaturalGradientSearcher(encoding, self.make_optimizer, theta_min=self.theta_min,
-                                       warmup_epochs=self.warmup_epochs,
+                                       sigma_min_fraction=self.sigma_min_fraction, warmup_epochs=self.warmup_epochs,
                                        resample_for_architecture=self.resample_for_architecture)
 
 
@@ -51,7 +52,11 @@ class ASNG(_NaturalGradientStrategy):
     alpha, delta_init, delta_max
         α, δ⁰ and Δ_max of Algorithm 1.
     theta_min
-        Lower bound on categorical probabilities (``'paper'``: 1/(n_c(K_i − 1)), pdas Appendix B).
+        Lower bound on categorical probabilities (``'paper'``: 1/(n_c(K_i − 1)), pdas Appendix B), or a
+        number in (0, 1/K_i); 0 is refused since the Fisher metric is undefined at θ = 0 (asng-nas §2.4).
+    sigma_min_fraction
+        σ_min of continuous numerical variables (``nni.uniform``) as a fraction of high − low (default
+        1/100); quantised ones (``nni.quniform``) use a quarter of their quantum (asng-nas §3.3 "Int").
     warmup_epochs
         Epochs of weight training with θ fixed before θ starts to move.
     resample_for_architecture

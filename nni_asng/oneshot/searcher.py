@@ -11,6 +11,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from ..distributions import STD_MIN_FRACTION
 from .encoding import SearchSpaceEncoding
 
 
@@ -106,9 +107,11 @@ class NaturalGradientSearcher(ArchitectureSearcher):
     """
 
     def __init__(self, encoding: SearchSpaceEncoding, make_optimizer: Callable, theta_min: str | float = 'paper',
-                 warmup_epochs: int = 0, resample_for_architecture: bool = False):
+                 sigma_min_fraction: float = STD_MIN_FRACTION, warmup_epochs: int = 0,
+                 resample_for_architecture: bool = False):
         super().__init__(encoding)
-        self.optimizer = make_optimizer(encoding.distribution(theta_min=theta_min))
+        self.optimizer = make_optimizer(encoding.distribution(theta_min=theta_min,
+                                                              sigma_min_fraction=sigma_min_fraction))
         self.warmup_epochs = int(warmup_epochs)
         self.resample_for_architecture = bool(resample_for_architecture)
         self._pending: np.ndarray | None = None

@@ -34,6 +34,7 @@ class NaturalGradientOptimizer:
         if distribution.num_parameters == 0:
             raise ValueError('the distribution has no free parameter: every variable has a single choice, '
                              'so there is nothing to search')
+        distribution.check_fisher_domain(type(self).__name__)      # every step is measured in F(θ)
         self.distribution = distribution
         self.lam = int(lam)
         self.rng = np.random.default_rng(seed)

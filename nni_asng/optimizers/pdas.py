@@ -47,7 +47,13 @@ class PDAS(NaturalGradientOptimizer):
         self.distribution.step(eta * gradient)
         self.s = (1 - eta) * self.s + math.sqrt(eta * (2 - eta)) * scaled / noise
         self.gamma = (1 - eta) ** 2 * self.gamma + eta * (2 - eta)
-        self.eta = min(self.eta_max, max(self.eta_min, eta * math.exp(eta * (self.s @ self.s / self.alpha - self.gamma))))
+        growth = eta * (self.s @ self.s / self.alpha - self.gamma)
+        # η e^growth >= η_max ⇔ growth >= ln(η_max/η): decided in log space, as F^½G/noise is huge when a
+        # category of probability ≈ θ_min wins and e^growth would overflow.
+        if eta > 0 and growth >= math.log(self.eta_max / eta):
+            self.eta = self.eta_max
+        else:
+            self.eta = max(self.eta_min, eta * math.exp(growth))
         return True
 
     def _extra_state(self) -> dict:
