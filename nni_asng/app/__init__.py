@@ -11,14 +11,35 @@ Public API (what the experiment scripts and users call)::
     build_table(cfg, 'runs/table')                                          # nni-asng tabulate
     fit_fixed_network(cfg, network, train_loader, {'val': val_loader}, device='cpu')   # the one training loop
 """
-from .config import ExperimentConfig, apply_overrides, dump_config, load_config, parse_config
-from .errors import ArchitectureFileError, ConfigError, LaunchError, SearchInterrupted, UserError
-from .registry import DataInfo, space_entry, strategy_entry
-from .runs import RetrainResult, SearchResult, fit_fixed_network, load_architectures, run_retrain, run_search, versions
-from .tabulate import TableBuild, build_table
+import importlib
+
+# Where each public name lives. They load on first use (PEP 562), so importing a submodule (e.g. the NNI
+# advisor nni_asng.app.advisor, which NNI's dispatcher must import within seconds) does not import torch.
+_EXPORTS = {
+    'ExperimentConfig': 'config', 'apply_overrides': 'config', 'dump_config': 'config', 'load_config': 'config',
+    'parse_config': 'config',
+    'ArchitectureFileError': 'errors', 'ConfigError': 'errors', 'LaunchError': 'errors', 'SearchInterrupted': 'errors',
+    'UserError': 'errors',
+    'DataInfo': 'registry', 'space_entry': 'registry', 'strategy_entry': 'registry',
+    'RetrainResult': 'runs', 'SearchResult': 'runs', 'fit_fixed_network': 'runs', 'load_architectures': 'runs',
+    'run_retrain': 'runs', 'run_search': 'runs', 'versions': 'runs',
+    'TableBuild': 'tabulate', 'build_table': 'tabulate',
+}
 
 __all__ = ['ExperimentConfig', 'load_config', 'parse_config', 'apply_overrides', 'dump_config',
            'UserError', 'ConfigError', 'ArchitectureFileError', 'LaunchError', 'SearchInterrupted',
            'DataInfo', 'space_entry', 'strategy_entry',
            'run_search', 'run_retrain', 'fit_fixed_network', 'load_architectures', 'versions', 'SearchResult',
            'RetrainResult', 'build_table', 'TableBuild']
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f'.{_EXPORTS[name]}', __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -19,7 +19,9 @@ Schema (defaults in brackets; see ``experiments/configs/*.yaml`` for complete ex
                                     the same images, e.g. a tabular benchmark's), resolution [null: native]
                                     (resize images to resolution x resolution, search and retraining),
                                     batch_size [64], num_workers [0], augment [true],
-                                    mask [center] / center_fraction [0.5] / pixel_fraction [0.8] (inpainting)
+                                    mask [center] / center_fraction [0.5] / pixel_fraction [0.8] (inpainting),
+                                    factory [null] ('module:function' returning your own (train, val[, test])
+                                    datasets or loaders, see nni_asng.app.userdata) with factory_args [{}]
     search:                         epochs [10], optimizer {name sgd|adam|adamw, lr, momentum, nesterov,
                                     weight_decay, betas, schedule cosine|constant, min_lr}, gradient_clip [5],
                                     device auto|cpu|cuda, log_every_n_steps [10], checkpoint_every_n_steps [100],
@@ -34,7 +36,11 @@ Schema (defaults in brackets; see ``experiments/configs/*.yaml`` for complete ex
     output:   {dir}                 [runs/<name>]
     launch:                         port [8080], trial_concurrency [1], trial_gpu_number [auto], max_trial_duration,
                                     max_experiment_duration, experiment_working_directory [<output>/nni-experiments],
-                                    training_service [{platform: local}], python, poll_interval [5]
+                                    training_service [{platform: local}], python, poll_interval [5],
+                                    sweep {seeds [null: [seed]], strategies [null: [strategy]]: list of {name,
+                                    args}} (the search trials of the pipeline: one per strategy x seed),
+                                    report_every_n_steps [null: per epoch only], report_batches [null: all of D_θ]
+                                    (what a search trial reports to NNI, see nni_asng.app.trial)
     tabular:                        (``nni-asng tabulate``) seeds [[0, 1]], sample [250] (architectures trained
                                     with the seeds after the first; null: all), validation [2000] (held-out
                                     training images), processes [1], max_architectures [100000]
@@ -109,6 +115,8 @@ class DataConfig(_Section):
     mask: Optional[Literal['center', 'pixel', 'half']] = None
     center_fraction: float = Field(0.5, gt=0, le=1)
     pixel_fraction: float = Field(0.8, ge=0, le=1)
+    factory: Optional[str] = Field(None, pattern=r'^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$')
+    factory_args: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator('limit')
     @classmethod
@@ -199,6 +207,18 @@ class OutputConfig(_Section):
     dir: Optional[str] = None
 
 
+class SweepConfig(_Section):
+    """``launch.sweep``: the search trials of ``nni-asng launch`` (one per strategy x seed)."""
+
+    seeds: Optional[list[int]] = Field(None, min_length=1)
+    strategies: Optional[list[StrategyConfig]] = Field(None, min_length=1)
+
+    @field_validator('seeds')
+    @classmethod
+    def _seeds(cls, seeds):
+        return seeds if seeds is None else _check_seeds(seeds)
+
+
 class LaunchConfig(_Section):
     port: int = Field(8080, ge=1, le=65535)
     trial_concurrency: int = Field(1, ge=1)
@@ -209,6 +229,9 @@ class LaunchConfig(_Section):
     training_service: dict[str, Any] = Field(default_factory=lambda: {'platform': 'local'})
     python: Optional[str] = None
     poll_interval: float = Field(5.0, gt=0)
+    sweep: SweepConfig = Field(default_factory=lambda: SweepConfig())
+    report_every_n_steps: Optional[int] = Field(None, ge=1)
+    report_batches: Optional[int] = Field(None, ge=1)
 
     @field_validator('trial_gpu_number')
     @classmethod
@@ -482,25 +505,85 @@ def _semantic_errors(raw: Mapping[str, Any]) -> list[Error]:
             errors.append((('data', 'mask'), f'only inpainting spaces use a mask; space {space.name!r} is '
                                              f'a {space.task} space'))
 
+    epochs = search_cfg.get('epochs', SearchConfig.model_fields['epochs'].default)
     if strategy is not None and isinstance(strategy_cfg.get('args', {}), dict):
-        args = strategy_cfg.get('args', {})
-        params = strategy.parameters()
-        reserved = {'gradient_clip_val': 'search.gradient_clip', 'seed': 'seed (top level)',
-                    'log_every_n_steps': 'search.log_every_n_steps'}
-        for key in args:
-            if key in reserved:
-                errors.append((('strategy', 'args', key), f'set by {reserved[key]}; remove it here'))
-        before = len(errors)
-        errors += _check_args({k: v for k, v in args.items() if k not in reserved},
-                              {k: v for k, v in params.items() if k not in reserved},
-                              ('strategy', 'args'), f'strategy {strategy.name!r}')
-        epochs = search_cfg.get('epochs', SearchConfig.model_fields['epochs'].default)
-        if strategy.name == 'multi_complexity' and len(errors) == before and isinstance(epochs, int):
-            needed = _multi_complexity_epochs(args, params)
-            if needed is not None and epochs != needed:
-                errors.append((('search', 'epochs'), f'the multi_complexity strategy needs exactly {needed} epochs '
-                                                     '(weight_epochs + theta_epochs, x N for method "separate"), '
-                                                     f'got {epochs}'))
+        errors += _strategy_errors(strategy, strategy_cfg.get('args', {}), epochs, ('strategy',))
+    errors += _sweep_errors(_section(raw, 'launch').get('sweep'), epochs)
+    errors += _factory_errors(data_cfg, retrain_cfg, space)
+    return errors
+
+
+_RESERVED_STRATEGY_ARGS = {'gradient_clip_val': 'search.gradient_clip', 'seed': 'seed (top level)',
+                           'log_every_n_steps': 'search.log_every_n_steps'}
+
+
+def _strategy_errors(strategy, args: Mapping[str, Any], epochs: Any, prefix: tuple) -> list[Error]:
+    """``args`` of ``strategy`` (a StrategyEntry) checked against its constructor; ``prefix`` locates them."""
+    errors: list[Error] = []
+    params = strategy.parameters()
+    reserved = _RESERVED_STRATEGY_ARGS
+    for key in args:
+        if key in reserved:
+            errors.append((prefix + ('args', key), f'set by {reserved[key]}; remove it here'))
+    before = len(errors)
+    errors += _check_args({k: v for k, v in args.items() if k not in reserved},
+                          {k: v for k, v in params.items() if k not in reserved},
+                          prefix + ('args',), f'strategy {strategy.name!r}')
+    if strategy.name == 'multi_complexity' and len(errors) == before and isinstance(epochs, int):
+        needed = _multi_complexity_epochs(args, params)
+        if needed is not None and epochs != needed:
+            errors.append((('search', 'epochs'), f'the multi_complexity strategy{_where(prefix)} needs exactly '
+                                                 f'{needed} epochs (weight_epochs + theta_epochs, x N for method '
+                                                 f'"separate"), got {epochs}'))
+    return errors
+
+
+def _where(prefix: tuple) -> str:
+    if prefix == ('strategy',):
+        return ''
+    dotted = ''.join(f'[{p}]' if isinstance(p, int) else f'.{p}' for p in prefix).lstrip('.')
+    return f' ({dotted})'
+
+
+def _sweep_errors(sweep: Any, epochs: Any) -> list[Error]:
+    """Every strategy of ``launch.sweep.strategies`` is a known strategy with valid arguments."""
+    from .registry import strategy_entry
+    if not isinstance(sweep, dict) or not isinstance(sweep.get('strategies'), list):
+        return []
+    errors: list[Error] = []
+    for i, item in enumerate(sweep['strategies']):
+        prefix = ('launch', 'sweep', 'strategies', i)
+        if not isinstance(item, dict) or not isinstance(item.get('name'), str):
+            continue                                  # the schema reports it
+        try:
+            entry = strategy_entry(item['name'])
+        except ConfigError as err:
+            errors.append((prefix + ('name',), str(err)))
+            continue
+        if isinstance(item.get('args', {}), dict):
+            errors += _strategy_errors(entry, item.get('args', {}), epochs, prefix)
+    return errors
+
+
+def _factory_errors(data_cfg: Mapping[str, Any], retrain_cfg: Mapping[str, Any], space) -> list[Error]:
+    """``data.factory``: importable and callable; the built-in dataset's size settings do not apply to it."""
+    factory = data_cfg.get('factory')
+    if not isinstance(factory, str) or ':' not in factory:
+        return []
+    from .userdata import load_factory
+    errors: list[Error] = []
+    try:
+        load_factory(factory)
+    except ConfigError as err:
+        errors.append((('data', 'factory'), str(err)))
+    for section, cfg, key in (('data', data_cfg, 'limit'), ('retrain', retrain_cfg, 'limit'),
+                              ('retrain', retrain_cfg, 'test_limit')):
+        if cfg.get(key) is not None:
+            errors.append(((section, key), 'does not apply to data from data.factory (the factory decides the '
+                                           'sizes; pass them through data.factory_args)'))
+    if space is not None and space.task != 'classification':
+        errors.append((('data', 'factory'), f'data.factory provides classification data; space {space.name!r} is '
+                                            f'a {space.task} space'))
     return errors
 
 

@@ -5,6 +5,7 @@ Spaces (``space.name``)::
     enas_cell, darts_cell, nas_bench_201, proxyless     classification (search_spaces/)
     cae                                                 inpainting (search_spaces/cae.py)
     nni_hub_darts, nni_hub_enas, nni_hub_nas_bench_201, nni_hub_proxyless   NNI's own hub spaces
+    package.module:ClassName                            your own ModelSpace (classification; see user_space_entry)
 
 A :class:`SpaceEntry` knows the module and class of a space, which constructor arguments the dataset
 provides (input channels, number of classes), how to build the fixed child network of an exported
@@ -17,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import os
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -28,7 +31,7 @@ from ..model_size import count_parameters
 from .errors import ConfigError
 
 __all__ = ['SpaceEntry', 'StrategyEntry', 'SPACES', 'STRATEGIES', 'TASKS', 'space_entry', 'strategy_entry',
-           'normalise_name', 'constructor_parameters', 'DataInfo']
+           'normalise_name', 'constructor_parameters', 'DataInfo', 'user_space_entry']
 
 TASKS = ('classification', 'inpainting')
 
@@ -80,17 +83,26 @@ class SpaceEntry:
     input_channels: int | None = None
     num_classes: int | None = None
     fixed_args: Mapping[str, Any] = field(default_factory=dict)
+    user: bool = False                  # a ``module:Class`` of the user's (see :func:`user_space_entry`)
 
     # ------------------------------------------------------------------ import
     def load_class(self) -> type:
         module = self.import_module()
         try:
-            return getattr(module, self.attr)
+            cls = _get_attribute(module, self.attr)
         except AttributeError as err:
+            if self.user:
+                raise ConfigError(f'space {self.name!r}: module {self.module} has no attribute {self.attr!r} '
+                                  f'(its names: {_public_names(module)})') from None
             raise ConfigError(f'space {self.name!r}: module {self.module} has no {self.attr!r} '
                               f'(is the module complete?)') from err
+        if self.user:
+            _check_model_space(self.name, cls)
+        return cls
 
     def import_module(self):
+        if self.user:
+            return _import_user_module(self.module, f'space {self.name!r}')
         try:
             return importlib.import_module(self.module)
         except ModuleNotFoundError as err:
@@ -256,7 +268,74 @@ def _lookup(kind: str, name: Any, table: Mapping[str, Any], aliases: Mapping[str
 
 
 def space_entry(name: str) -> SpaceEntry:
+    if isinstance(name, str) and ':' in name:
+        return user_space_entry(name)
     return _lookup('space', name, SPACES, _SPACE_ALIASES)
+
+
+# ---------------------------------------------------------------------------------------------- user spaces
+_USER_SPACE = re.compile(r'^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*):([A-Za-z_][A-Za-z0-9_.]*)$')
+
+
+def user_space_entry(name: str) -> SpaceEntry:
+    """``space.name: mypkg.spaces:MySpace``: an importable NNI ``ModelSpace`` class of the user's.
+
+    A classification space: constructor arguments named ``in_channels``/``num_classes`` (or the other
+    names of ``_CHANNEL_ARGS``/``_CLASS_ARGS``) are filled from the data; the fixed network of an
+    architecture is built the NNI way, ``with nni.nas.space.model_context(arch): MySpace(**args)``.
+    """
+    match = _USER_SPACE.match(name.strip())
+    if match is None:
+        raise ConfigError(f'space {name!r}: expected "package.module:ClassName" (an importable module, a colon, '
+                          'the ModelSpace class), e.g. "mypkg.spaces:MySpace"')
+    module, attr = match.groups()
+    return SpaceEntry(name.strip(), module, attr, 'classification', f'user space {name.strip()}', user=True)
+
+
+def _get_attribute(module, dotted: str):
+    obj = module
+    for part in dotted.split('.'):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _public_names(module, limit: int = 12) -> str:
+    names = [n for n in dir(module) if not n.startswith('_')]
+    return ', '.join(names[:limit]) + (', ...' if len(names) > limit else '') if names else 'none'
+
+
+def _import_user_module(module: str, what: str):
+    """Import a module the config names; a missing module or one failing on import is a ConfigError."""
+    import sys
+    if '' not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())      # `python -m` and console scripts: modules beside the config's cwd
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if module.endswith('.py'):
+            raise ConfigError(f'{what}: {module!r} looks like a file name; write the module name without ".py" '
+                              f'(e.g. {module[:-3]!r}) and put its folder on PYTHONPATH') from None
+        if err.name and (module == err.name or module.startswith(err.name + '.')):
+            raise ConfigError(f'{what}: cannot import module {module!r} ({err}); is it installed, or is its folder '
+                              'on PYTHONPATH?') from None
+        raise ConfigError(f'{what}: importing module {module!r} failed: {type(err).__name__}: {err}') from err
+    except Exception as err:  # noqa: BLE001 - any error of the user's module, reported with its name
+        raise ConfigError(f'{what}: importing module {module!r} failed: {type(err).__name__}: {err}') from err
+
+
+def a_kind(obj: Any) -> str:
+    """'an int', 'a function', ...: what ``obj`` is, for messages."""
+    name = type(obj).__name__
+    return f'{"an" if name[:1].lower() in "aeiou" else "a"} {name}'
+
+
+def _check_model_space(name: str, obj: Any) -> None:
+    from nni.nas.nn.pytorch import ModelSpace
+    if not (isinstance(obj, type) and issubclass(obj, ModelSpace)):
+        kind = f'the class {obj.__name__}' if isinstance(obj, type) else a_kind(obj)
+        raise ConfigError(f'space {name!r} is {kind}, not an NNI ModelSpace: define it as '
+                          '`class MySpace(nni.nas.nn.pytorch.ModelSpace)` with LayerChoice/InputChoice/nni.choice '
+                          'inside')
 
 
 def strategy_entry(name: str) -> StrategyEntry:

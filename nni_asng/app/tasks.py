@@ -119,6 +119,9 @@ def search_data(cfg: ExperimentConfig, entry: SpaceEntry) -> TaskData:
     the epoch; position saved in checkpoints), so ``--resume`` from a mid-epoch checkpoint continues
     with the batches the interrupted search would have seen.
     """
+    if cfg.data.factory:                     # the user's own data (nni_asng.app.userdata)
+        from . import userdata
+        return userdata.search_data(cfg, entry)
     from ..data import search_datasets
     from ..data.loaders import resumable_loader
     d = cfg.data
@@ -134,6 +137,9 @@ def search_data(cfg: ExperimentConfig, entry: SpaceEntry) -> TaskData:
 
 def retrain_data(cfg: ExperimentConfig, entry: SpaceEntry, seed: int) -> TaskData:
     """Shuffled training loader (whole split, or ``retrain.limit``) and ordered test loader."""
+    if cfg.data.factory:                     # the user's own data (nni_asng.app.userdata)
+        from . import userdata
+        return userdata.retrain_data(cfg, entry, seed)
     from ..data import retrain_datasets
     d, r = cfg.data, cfg.retrain
     train, test = retrain_datasets(d.dataset, d.root, limit=r.limit, test_limit=r.test_limit or 1.0, seed=seed,
