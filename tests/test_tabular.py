@@ -186,3 +186,23 @@ def test_plan_is_fixed_and_samples_later_seeds():
     assert sorted(i for i, s in jobs if s == 0) == list(range(20))
     assert len([i for i, s in jobs if s == 1]) == 5
     assert [s for _, s in jobs[:25]] != [0] * 20 + [1] * 5      # interleaved: a partial table is a uniform sample
+
+
+def test_a_table_written_before_new_settings_existed_continues(tmp_path):
+    """Settings added to nni-asng later (at their defaults) and speed-only settings don't block a resume."""
+    from nni_asng.app import parse_config
+    from nni_asng.app.tabulate import _check_meta, _recipe
+    cfg = parse_config(TINY)
+    old = _recipe(cfg)
+    del old['retrain']['optimizer']['momentum'], old['data']['center_fraction']      # as if added since, at defaults
+    old['retrain']['progress_bar'] = True                                       # speed/verbosity only
+    old['retrain']['momentum_was_here'] = None
+    (tmp_path / 'meta.json').write_text(json.dumps({'recipe': old}))
+    with pytest.raises(Exception, match='another recipe.*retrain'):           # an unknown old key is a change
+        _check_meta(tmp_path, cfg)
+    del old['retrain']['momentum_was_here']
+    (tmp_path / 'meta.json').write_text(json.dumps({'recipe': old}))
+    _check_meta(tmp_path, cfg)
+    changed = parse_config(TINY, overrides=['retrain.optimizer.momentum=0.5'])
+    with pytest.raises(Exception, match='another recipe.*retrain'):
+        _check_meta(tmp_path, changed)

@@ -74,21 +74,38 @@ def plan_jobs(n_architectures: int, seeds: Sequence[int], sample: int | None) ->
     return [jobs[k] for k in order]
 
 
+# Settings that do not change a row's numbers (how fast or how verbosely it is computed).
+_NOT_RECIPE = {'data': ('num_workers',), 'retrain': ('progress_bar', 'threads', 'seeds', 'device'),
+               'tabular': ('processes',)}
+
+
 def _recipe(cfg: ExperimentConfig) -> dict[str, Any]:
     """What a row depends on: the space, the data and the training recipe (not the search settings)."""
     dump = cfg.model_dump(mode='json')
-    return {'space': dump['space'], 'data': dump['data'], 'retrain': dump['retrain'],
-            'tabular': {k: v for k, v in dump['tabular'].items() if k != 'processes'}}
+    return {section: {k: v for k, v in dump[section].items() if k not in _NOT_RECIPE.get(section, ())}
+            for section in ('space', 'data', 'retrain', 'tabular')}
+
+
+def _with_defaults(value: Any, default: Any) -> Any:
+    """``value`` with the keys it lacks taken from ``default`` (settings added to nni-asng after it was written)."""
+    if isinstance(value, dict) and isinstance(default, dict):
+        return {**default, **{k: _with_defaults(v, default.get(k)) for k, v in value.items()}}
+    return value
 
 
 def _check_meta(out: Path, cfg: ExperimentConfig) -> None:
     meta = out / META_FILE
     if not meta.is_file():
         return
-    old = read_json(meta).get('recipe')
     new = _recipe(cfg)
+    old = read_json(meta).get('recipe') or {}
+    defaults = ExperimentConfig.model_validate({'name': 'defaults', 'space': {'name': cfg.space.name},
+                                                'strategy': {'name': cfg.strategy.name}})
+    old = {section: _with_defaults(old.get(section), _recipe(defaults)[section]) for section in new}
+    old = {section: {k: v for k, v in values.items() if k not in _NOT_RECIPE.get(section, ())}
+           if isinstance(values, dict) else values for section, values in old.items()}
     if old != new:
-        changed = [k for k in new if old is None or old.get(k) != new.get(k)]
+        changed = [k for k in new if old.get(k) != new.get(k)]
         raise UserError(f'{out} holds a table built with another recipe (differs in: {", ".join(changed)}); '
                         f'use another --output, or the config it was built with ({meta})')
 
