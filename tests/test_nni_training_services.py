@@ -16,7 +16,7 @@ from nni_asng.app.config import parse_config
 from nni_asng.app.launch import build_nni_config
 
 FOLDER = Path(__file__).resolve().parents[1] / 'experiments' / 'nni'
-EXAMPLES = sorted(FOLDER.glob('*.yml'))
+EXAMPLES = sorted(FOLDER.glob('*_training_service.yml'))       # (the *_pipeline.yml run locally)
 COMMAND = 'python3 -m nni_asng retrain config.yaml --base .'
 
 
@@ -60,3 +60,29 @@ def test_training_service_block_works_as_launch_training_service(path, tmp_path)
     nni_config = build_nni_config(cfg, ['archs/a.json', 'archs/b.json'], [0, 1], tmp_path, tmp_path / 'nni')
     assert nni_config['trainingService'] == service and nni_config['trialCommand'] == COMMAND
     NniConfig(**nni_config).validate()
+
+
+@pytest.mark.parametrize('path', EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_search_and_retrain_pipeline_config_for_the_service(path, tmp_path):
+    """``nni-asng launch`` without --arch (searches + retraining as trials, our advisor as the tuner) writes an
+    experiment config that NNI accepts for remote machines and Kubeflow too."""
+    from nni_asng.app.pipeline import ADVISOR_CLASS, build_pipeline_config
+    service = load(path, tmp_path)['trainingService']
+    text = yaml.safe_dump({'name': 'remote_pipeline', 'space': {'name': 'nas_bench_201'},
+                           'strategy': {'name': 'asng'}, 'retrain': {'seeds': [0, 1]},
+                           'launch': {'training_service': service,
+                                      'sweep': {'seeds': [0, 1], 'strategies': [{'name': 'asng'}, {'name': 'pdas'}]}}})
+    cfg = parse_config(text, source=str(path))
+    nni_config = build_pipeline_config(cfg, tmp_path / 'nni')
+    pipeline_command = 'python3 -m nni_asng trial'
+    assert nni_config['trialCommand'] == pipeline_command
+    assert nni_config['maxTrialNumber'] == 4 * (1 + 2)
+    assert nni_config['tuner']['className'] == ADVISOR_CLASS and nni_config['tuner']['classArgs'] == {
+        'config': 'config.yaml'}
+    if 'worker' in service:                              # Kubeflow's worker runs the trial command
+        assert nni_config['trainingService']['worker']['command'] == pipeline_command
+    config = NniConfig(**nni_config)
+    config.validate()
+    canonical = config.canonical_copy()
+    assert canonical.training_service.platform == service['platform']
+    assert canonical.tuner.class_name == ADVISOR_CLASS

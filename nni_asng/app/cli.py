@@ -7,7 +7,9 @@ Examples::
     nni-asng search experiments/configs/asng_enas_fashion_mnist.yaml --output runs/asng --resume
     nni-asng retrain experiments/configs/asng_enas_fashion_mnist.yaml --arch runs/asng/architecture.json --seed 1
     nni-asng run    experiments/configs/asng_enas_fashion_mnist.yaml          # search + retrain, prints accuracy
+    nni-asng launch experiments/configs/asng_enas_fashion_mnist.yaml                  # search + retrain as NNI trials
     nni-asng launch experiments/configs/asng_enas_fashion_mnist.yaml --arch runs/asng/architecture.json --port 8081
+    nni-asng register                                                                # NNI YAMLs: tuner NniAsngPipeline
     nni-asng launch experiments/configs/asng_enas_fashion_mnist.yaml --stop
     nni-asng tabulate experiments/configs/tabular_nb201_fashion_mnist.yaml     # a tabular benchmark (resumable)
 
@@ -79,16 +81,27 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument('--overwrite', action='store_true', help='delete earlier results in the output folder')
 
-    p = sub.add_parser('launch', help='retrain exported architectures as trials of an NNI experiment (web UI)')
+    p = sub.add_parser('launch', help='search and retrain as trials of ONE NNI experiment (web UI); with --arch: '
+                                      'only retrain the given architectures')
     common(p)
     p.add_argument('--arch', action='append', default=[], metavar='ARCH.json',
-                   help='architecture file(s); default: OUTPUT/architecture(s).json of the search')
+                   help='retrain these architecture file(s) only (no search trials)')
     p.add_argument('--seeds', type=int, nargs='+', metavar='N', help='retraining seeds (default: retrain.seeds)')
     p.add_argument('--port', type=int, help='web UI / REST port (default: launch.port)')
     p.add_argument('--no-wait', action='store_true', help='return once the experiment runs')
     p.add_argument('--stop-when-done', action='store_true', help='stop the experiment when all trials ended')
     p.add_argument('--stop', action='store_true', help='stop the experiment launched into OUTPUT')
     p.add_argument('--overwrite', action='store_true', help='replace an earlier launch folder')
+
+    p = sub.add_parser('trial', help='one trial of the pipeline that `nni-asng launch` starts (NNI runs it; its '
+                                     'parameters say search or retrain)')
+    p.add_argument('--base', metavar='DIR', help='folder the parameters\' config path is relative to (default: .)')
+    p.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    p = sub.add_parser('register', help=f'register the pipeline advisor with NNI (`nnictl algo register`) so NNI '
+                                        f'experiment YAMLs can name it as tuner NniAsngPipeline')
+    p.add_argument('--unregister', action='store_true', help='remove the registration')
+    p.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     p = sub.add_parser('tabulate', help='train every architecture of a small cell space: a tabular benchmark '
                                         '(resumable: run it again to continue)')
@@ -166,6 +179,12 @@ def _dispatch(args) -> int:
     command = args.command
     if command == 'list':
         return _list()
+    if command == 'trial':
+        from .trial import run_trial
+        return run_trial(args.base, log=_print)
+    if command == 'register':
+        from .pipeline import register_command
+        return register_command(args.unregister, log=_print)
     cfg = _load(args)
     if command == 'check':
         from .config import dump_config

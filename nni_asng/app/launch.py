@@ -1,6 +1,9 @@
-"""Retraining found architectures as trials of a real NNI experiment (web UI, REST API, nnictl).
+"""Trials of a real NNI experiment (web UI, REST API, nnictl).
 
-``nni-asng launch CONFIG`` writes ``<output>/launch/``::
+``nni-asng launch CONFIG`` runs the searches AND the retraining as trials of one experiment: see
+:mod:`nni_asng.app.pipeline`. This module holds what both kinds of launch share (start, stop, REST) and
+the retraining-only launch of given architectures, ``nni-asng launch CONFIG --arch ARCH.json``, which
+writes ``<output>/launch/``::
 
     config.yaml        the complete experiment config (with --set applied) the trials read
     archs/*.json       one file per architecture (multi_complexity: one per ε)
@@ -168,8 +171,13 @@ def build_nni_config(cfg: ExperimentConfig, arch_names: list[str], seeds: list[i
     return config
 
 
-def start_experiment(launch_yml: Path, port: int):
-    """Start ``launch.yml`` as ``nnictl create --config launch.yml --port P`` does (detached)."""
+def start_experiment(launch_yml: Path, port: int, attempts: int = 3, log: Callable[[str], None] | None = None):
+    """Start ``launch.yml`` as ``nnictl create --config launch.yml --port P`` does (detached).
+
+    NNI gives its REST server a few seconds to answer and the tuner (dispatcher) process 10 seconds to
+    connect; on a machine with busy CPUs either can miss its deadline although nothing is wrong. Such a
+    start is stopped and tried again (``attempts`` times in all); real errors are raised at once.
+    """
     from nni.experiment import Experiment, RunMode
     from nni.experiment.config import ExperimentConfig as NniConfig
     try:
@@ -177,12 +185,53 @@ def start_experiment(launch_yml: Path, port: int):
         config.validate()
     except Exception as err:
         raise LaunchError(f'{launch_yml}: NNI rejects the experiment config: {err}') from err
-    experiment = Experiment(config)
-    try:
-        experiment.start(port, debug=False, run_mode=RunMode.Detach)
-    except Exception as err:
-        raise LaunchError(f'NNI could not start the experiment on port {port}: {err}') from err
-    return experiment
+    for attempt in range(1, attempts + 1):
+        experiment = Experiment(config)
+        try:
+            experiment.start(port, debug=False, run_mode=RunMode.Detach)
+        except Exception as err:
+            slow = 'Expecting value' in str(err) or 'Timeout' in str(err)
+            if not slow or attempt == attempts:
+                raise LaunchError(f'NNI could not start the experiment on port {port}: {err}') from err
+            _retry_note(log, attempt, f'its REST server did not answer in time ({err})')
+            _wait_port_free(port)
+            continue
+        problem = _startup_problem(port)
+        if problem is None:
+            return experiment
+        pid = experiment._proc.pid if experiment._proc is not None else None   # noqa: SLF001
+        stop_experiment(experiment.id, port, pid)
+        if 'did not connect' not in problem or attempt == attempts:
+            raise LaunchError(f'the NNI experiment failed at its start: {problem}')
+        _retry_note(log, attempt, problem)
+        _wait_port_free(port)
+    raise AssertionError('unreachable')
+
+
+def _retry_note(log, attempt: int, why: str) -> None:
+    (log or (lambda m: print(m, file=sys.stderr)))(f'NNI start {attempt} failed: {why}; trying again')
+
+
+def _wait_port_free(port: int, timeout: float = 30.0) -> None:
+    deadline = time.time() + timeout
+    while port_in_use(port) and time.time() < deadline:
+        time.sleep(0.5)
+
+
+def _startup_problem(port: int, timeout: float = 60.0) -> str | None:
+    """None once the experiment runs (a trial was submitted, or no error for ``timeout`` s); else NNI's error."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            status = rest_get(port, '/check-status', timeout=10)
+            if status.get('status') == 'ERROR':
+                return '; '.join(status.get('errors') or []) or 'status ERROR'
+            if rest_get(port, '/trial-jobs', timeout=10):
+                return None
+        except (urllib.error.URLError, OSError, ValueError, AttributeError):
+            pass
+        time.sleep(1.0)
+    return None
 
 
 def _serves(port: int, experiment_id: str) -> bool:
@@ -242,14 +291,6 @@ def stop_experiment(experiment_id: str, port: int | None, pid: int | None = None
 
 
 # ---------------------------------------------------------------------------------------------- the command
-def _default_arch_files(out: Path) -> list[Path]:
-    for name in ('architectures.json', 'architecture.json'):
-        if (out / name).is_file():
-            return [out / name]
-    raise LaunchError(f'no architecture to retrain: {out} has no architecture.json / architectures.json. '
-                      f'Run `nni-asng search` first (with the same --output), or pass --arch FILE.json')
-
-
 def _write_arch_files(cfg: ExperimentConfig, files: list[str | Path], folder: Path, log: Log) -> list[str]:
     """Validate every architecture against the space and write one file per architecture into archs/."""
     from .registry import space_entry
@@ -298,7 +339,10 @@ def launch_command(cfg: ExperimentConfig, args, log: Log = print) -> int:
     if previous.is_file():
         info = read_json(previous)
         stop_experiment(info.get('id', ''), info.get('port'), info.get('pid'))
-    arch_files = args.arch or _default_arch_files(out)
+    if not args.arch:            # search + retraining as trials of one experiment (nni_asng.app.pipeline)
+        from .pipeline import launch_pipeline
+        return launch_pipeline(cfg, args, out, folder, port, log)
+    arch_files = args.arch
     seeds = list(args.seeds or cfg.retrain.seeds)
     if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
         raise LaunchError(f'--seeds must be distinct non-negative integers, got {seeds}')
@@ -312,7 +356,7 @@ def launch_command(cfg: ExperimentConfig, args, log: Log = print) -> int:
               f'#   nnictl create --config {folder.resolve() / "launch.yml"} --port {port}\n')
     write_text(folder / 'launch.yml', header + yaml.safe_dump(nni_config, sort_keys=False) + _REMOTE_EXAMPLES)
 
-    experiment = start_experiment(folder / 'launch.yml', port)
+    experiment = start_experiment(folder / 'launch.yml', port, log=log)
     url = f'http://127.0.0.1:{port}/'
     pid = experiment._proc.pid if experiment._proc is not None else None   # noqa: SLF001 (NNI keeps it there)
     record = {'id': experiment.id, 'port': port, 'url': url, 'pid': pid, 'launch_yml': str(folder / 'launch.yml'),
@@ -321,6 +365,8 @@ def launch_command(cfg: ExperimentConfig, args, log: Log = print) -> int:
     write_json(folder / 'launch.json', record)
     log(f'NNI experiment {experiment.id} started: {len(names) * len(seeds)} trial(s)')
     log(f'web UI: {url}   (REST: {url}api/v1/nni/trial-jobs)')
+    from .pipeline import security_note
+    log(f'note: {security_note(port)}')
     log(f'stop it with: nni-asng launch {cfg.source} --output {out} --stop   (or: nnictl stop {experiment.id})')
     if args.no_wait:
         return 0

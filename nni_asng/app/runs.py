@@ -234,6 +234,10 @@ def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *
     if cfg.search.checkpoint_every_n_steps:
         callbacks.append(ModelCheckpoint(dirpath=out / 'checkpoints', filename='step{step}', save_top_k=0,
                                          save_last=True, every_n_train_steps=cfg.search.checkpoint_every_n_steps))
+    from ..evaluators.classification import in_nni_trial
+    if rank == 0 and in_nni_trial():  # a trial of an NNI experiment: progress to the web UI (nni_asng.app.trial)
+        from .trial import SearchTrialReporter
+        callbacks.append(SearchTrialReporter(cfg, space_e, data, out))
     # A resumed run logs beside the first one (Lightning's CSV logger would replace its metrics.csv).
     version = time.strftime('resumed_%Y%m%d-%H%M%S') if resume else ''
     logger = CSVLogger(save_dir=str(out), name='logs', version=version)

@@ -1,0 +1,251 @@
+"""The search-and-retrain pipeline without an NNI manager: the sweep plan, the advisor's decisions (with
+a recording channel and a fake REST API) and a trial's reports (with a recording trial channel).
+The real experiments are in tests/test_pipeline.py."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+from nni_asng.app.config import ConfigError, load_config
+from pipeline_harness import MODULE, FakeTrialChannel, write_config, write_user_module
+
+SWEEP = [{'name': 'asng', 'args': {'lam': 2}}, {'name': 'pdas'}, {'name': 'asng', 'args': {'lam': 4}}]
+
+
+@pytest.fixture(scope='module')
+def user_module(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('usermod')
+    write_user_module(folder)
+    sys.path.insert(0, str(folder))
+    yield folder
+    sys.path.remove(str(folder))
+    sys.modules.pop(MODULE, None)
+
+
+def test_sweep_plan_and_trial_parameters(user_module, tmp_path):
+    from nni_asng.app.pipeline import (planned_trials, retrain_parameters, search_config, search_parameters,
+                                       search_specs)
+    cfg = load_config(write_config(tmp_path / 'c.yaml', launch__sweep={'seeds': [0, 3], 'strategies': SWEEP},
+                                   retrain__seeds=[0, 1]))
+    specs = search_specs(cfg)
+    assert [s.key for s in specs] == ['asng1-seed0', 'asng1-seed3', 'pdas-seed0', 'pdas-seed3', 'asng2-seed0',
+                                      'asng2-seed3']
+    assert planned_trials(cfg) == 6 * (1 + 2)
+    pdas = search_config(cfg, specs[3])
+    assert pdas.strategy.name == 'pdas' and pdas.seed == 3 and pdas.space == cfg.space
+    params = search_parameters(specs[4], 'config.yaml')
+    assert params == {'phase': 'search', 'search': 'asng2-seed0', 'strategy': 'asng', 'seed': 0,
+                      'strategy_args': {'lam': 4}, 'config': 'config.yaml'}
+    final = {'default': 0.5, 'architectures': [{'op': 'pool', 'act': 'relu'}]}
+    retrains = retrain_parameters(cfg, specs[1], final, 'config.yaml', ['search.epochs=1'])
+    assert [(p['phase'], p['seed'], p['search_seed'], p['index']) for p in retrains] == [('retrain', 0, 3, 0),
+                                                                                     ('retrain', 1, 3, 0)]
+    assert all(p['architecture'] == final['architectures'][0] and p['overrides'] == ['search.epochs=1']
+               for p in retrains)
+
+
+def test_multi_complexity_plans_one_retraining_per_epsilon(tmp_path):
+    from nni_asng.app.pipeline import exported_count, planned_trials
+    path = os.path.join(os.path.dirname(__file__), '..', 'experiments', 'configs',
+                        'multi_complexity_enas_fashion_mnist.yaml')
+    cfg = load_config(path)
+    assert exported_count(cfg) == 4 and planned_trials(cfg) == 1 + 4 * len(cfg.retrain.seeds)
+
+
+def test_sweep_errors_are_located(user_module, tmp_path):
+    path = write_config(tmp_path / 'c.yaml', launch__sweep={'strategies': [{'name': 'asng', 'args': {'lamda': 2}},
+                                                                          {'name': 'pdsa'}], 'seeds': [2, 2]})
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = str(info.value)
+    assert "launch.sweep.strategies[0].args.lamda: unknown key; did you mean 'lam'?" in text
+    assert "launch.sweep.strategies[1].name: unknown strategy 'pdsa'; did you mean 'pdas'?" in text
+    assert 'launch.sweep.seeds: seeds must be distinct, got [2, 2]' in text
+
+
+# ---------------------------------------------------------------------------------------------- the advisor
+class FakeRest:
+    """The few REST calls the advisor makes (experiment profile, trial list, maxTrialNumber updates)."""
+
+    def __init__(self, code_dir, jobs=()):
+        self.profile = {'id': 'exp', 'params': {'trialCodeDirectory': str(code_dir), 'maxTrialNumber': 999}}
+        self.jobs = list(jobs)
+        self.max_trial_updates: list[int] = []
+
+    def __call__(self, method, path, body=None):
+        if method == 'GET' and path == '/experiment':
+            return json.loads(json.dumps(self.profile))
+        if method == 'GET' and path == '/trial-jobs':
+            return self.jobs
+        if method == 'PUT' and 'MAX_TRIAL_NUM' in path:
+            self.profile = body
+            self.max_trial_updates.append(body['params']['maxTrialNumber'])
+            return {}
+        raise AssertionError((method, path))
+
+
+def make_advisor(config_path, rest: FakeRest, resumed: bool = False):
+    from nni_asng.app.advisor import PipelineAdvisor
+    advisor = PipelineAdvisor(config=config_path.name, command_channel_url='ws://_unittest_')
+    advisor._rest = rest
+    advisor.sent = []
+    advisor.send = lambda command, data: advisor.sent.append((command.value, data))
+    advisor.resumed = resumed
+    return advisor
+
+
+def new_trials(advisor):
+    out = [json.loads(d) for c, d in advisor.sent if c == 'TR']
+    advisor.sent.clear()
+    return out
+
+
+def test_advisor_hands_out_searches_then_their_retraining(user_module, tmp_path):
+    path = write_config(tmp_path / 'c.yaml', launch__sweep={'seeds': [0, 1, 2]}, retrain__seeds=[0, 1])
+    rest = FakeRest(tmp_path)
+    advisor = make_advisor(path, rest)
+    advisor.handle_initialize({})
+    assert ('ID', '') in advisor.sent and rest.max_trial_updates == [3 * 3]
+    advisor.sent.clear()
+
+    advisor.handle_request_trial_jobs(2)                  # two slots: the first two searches
+    first = new_trials(advisor)
+    assert [(t['parameters']['phase'], t['parameters']['search']) for t in first] == [('search', 'asng-seed0'),
+                                                                                      ('search', 'asng-seed1')]
+    assert [t['parameter_id'] for t in first] == [0, 1]
+
+    final = {'default': 0.7, 'architectures': [{'op': 'conv3', 'act': 'tanh'}], 'architecture_file': '/x.json'}
+    advisor.handle_report_metric_data({'type': 'FINAL', 'parameter_id': 0, 'value': json.dumps(final)})
+    assert new_trials(advisor) == [], 'no free slot yet: the retraining waits'
+    advisor.handle_trial_end({'event': 'SUCCEEDED', 'hyper_params': json.dumps(first[0])})
+    advisor.handle_request_trial_jobs(1)                  # NNI asks again once a trial ended
+    third = new_trials(advisor)
+    assert [t['parameters']['search'] for t in third] == ['asng-seed2'], 'searches first, in order'
+    advisor.handle_request_trial_jobs(2)
+    retrains = new_trials(advisor)
+    assert [(t['parameters']['phase'], t['parameters']['seed']) for t in retrains] == [('retrain', 0), ('retrain', 1)]
+    assert all(t['parameters']['architecture'] == {'op': 'conv3', 'act': 'tanh'} for t in retrains)
+
+    # A failed search starts no retraining and the experiment's trial budget shrinks by what it would have run.
+    advisor.handle_trial_end({'event': 'FAILED', 'hyper_params': json.dumps(first[1])})
+    assert rest.max_trial_updates[-1] == 3 * 3 - 2
+    advisor.handle_report_metric_data({'type': 'FINAL', 'parameter_id': 1, 'value': json.dumps(final)})
+    advisor.handle_request_trial_jobs(5)
+    assert new_trials(advisor) == [], 'a final result after the failure changes nothing'
+    # The third search reports nothing usable: no retraining either.
+    advisor.handle_report_metric_data({'type': 'FINAL', 'parameter_id': 2, 'value': json.dumps({'default': 0.1})})
+    assert rest.max_trial_updates[-1] == 3 + 2 == advisor.issued
+
+
+def test_advisor_resumes_from_the_experiments_trials(user_module, tmp_path):
+    from nni_asng.app.pipeline import retrain_parameters, search_parameters, search_specs
+    path = write_config(tmp_path / 'c.yaml', launch__sweep={'seeds': [0, 1, 2]}, retrain__seeds=[0, 1])
+    cfg = load_config(path)
+    specs = search_specs(cfg)
+    final = {'default': 0.7, 'architectures': [{'op': 'pool', 'act': 'relu'}]}
+
+    def job(pid, params, status, final=None):
+        out = {'trialJobId': f't{pid}', 'status': status,
+               'hyperParameters': [json.dumps({'parameter_id': pid, 'parameters': params})]}
+        if final is not None:
+            out['finalMetricData'] = [{'data': json.dumps(json.dumps(final))}]
+        return out
+
+    retrain0 = retrain_parameters(cfg, specs[0], final, path.name)
+    jobs = [job(0, search_parameters(specs[0], path.name), 'SUCCEEDED', final),
+            job(1, search_parameters(specs[1], path.name), 'RUNNING'),       # NNI restarts it itself
+            job(2, search_parameters(specs[2], path.name), 'FAILED'),
+            job(3, retrain0[0], 'SUCCEEDED', {'default': 0.8})]
+    rest = FakeRest(tmp_path, jobs)
+    advisor = make_advisor(path, rest, resumed=True)
+    advisor.handle_initialize({})
+    advisor.sent.clear()
+    advisor.handle_request_trial_jobs(3)
+    trials = new_trials(advisor)
+    assert [(t['parameters']['phase'], t['parameters']['search'], t['parameters']['seed']) for t in trials] == [
+        ('retrain', 'asng-seed0', 1)], 'only the missing retraining; no search runs twice'
+    assert trials[0]['parameter_id'] == 4, 'parameter ids continue after the earlier ones'
+    assert rest.max_trial_updates[-1] == 4 + 1 + 2     # earlier trials + the missing one + seed1's retraining
+    advisor.handle_report_metric_data({'type': 'FINAL', 'parameter_id': 1, 'value': json.dumps(final)})
+    assert [t['parameters']['search_seed'] for t in new_trials(advisor)] == [1, 1]
+
+
+def test_advisor_reports_a_broken_config(tmp_path):
+    path = tmp_path / 'broken.yaml'
+    path.write_text('name: x\nspace: {name: nas_bench_201}\nstrategy: {name: asgn}\n')
+    advisor = make_advisor(path, FakeRest(tmp_path))
+    errors = []
+    advisor.report_error = errors.append
+    with pytest.raises(ConfigError):
+        advisor.handle_initialize({})
+    assert "unknown strategy 'asgn'" in errors[0] and 'nni-asng pipeline advisor' in errors[0]
+
+
+# ---------------------------------------------------------------------------------------------- a trial
+@pytest.fixture
+def trial_env(tmp_path, monkeypatch):
+    """What NNI's local training service sets for a trial, with a recording trial command channel."""
+    import nni.trial
+    from nni.runtime import trial_command_channel as channels
+    monkeypatch.setenv('NNI_PLATFORM', 'local')
+    monkeypatch.setenv('NNI_OUTPUT_DIR', str(tmp_path / 'trial'))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'trial').mkdir()
+    saved = channels.get_default_trial_command_channel() if channels._channel is not None else None
+    monkeypatch.setattr(nni.trial, '_params', None)
+
+    def use(parameters):
+        fake = FakeTrialChannel(parameters)
+        channels.set_default_trial_command_channel(fake)
+        nni.trial._params = None
+        return fake
+    yield use
+    channels._channel = saved
+
+
+def test_search_trial_reports_every_epoch_and_what_it_exported(user_module, tmp_path, trial_env):
+    from nni_asng.app.cli import main
+    write_config(tmp_path / 'config.yaml', search__epochs=2, launch__report_every_n_steps=3)
+    fake = trial_env({'phase': 'search', 'search': 'asng-seed0', 'strategy': 'asng', 'seed': 0,
+                      'config': 'config.yaml'})
+    assert main(['trial']) == 0
+    reports = fake.intermediate()
+    epochs = [r['epoch'] for r in reports]
+    assert epochs.count(0) >= 2 and epochs.count(1) >= 2, 'every 3 steps and at every epoch end (8 steps/epoch)'
+    assert [r['step'] for r in reports] == sorted(r['step'] for r in reports)
+    for r in reports:
+        assert {'default', 'loss', 'entropy', 'mean_max_prob', 'step_size', 'params', 'epoch', 'step'} <= set(r)
+        assert 0.0 <= r['default'] <= 1.0 and 0.0 < r['mean_max_prob'] <= 1.0 and r['params'] > 0
+    [final] = fake.final()
+    folder = tmp_path / 'trial' / 'search'
+    doc = json.loads((folder / 'architecture.json').read_text())
+    assert final['architectures'] == [doc['architecture']] and final['architecture_file'] == str(folder /
+                                                                                                 'architecture.json')
+    assert final['default'] == reports[-1]['default'] and final['params'] == reports[-1]['params']
+    for name in ('history.json', 'probabilities.json', 'summary.json', 'checkpoints/last.ckpt', 'trial_reports.json',
+                 'history.png'):
+        assert (folder / name).is_file(), name
+    assert {m[1] for m in fake.sent} == {7}, 'every metric carries the trial\'s own parameter id'
+
+    # the retraining trial of that architecture reports per epoch and its final test accuracy
+    fake = trial_env({'phase': 'retrain', 'search': 'asng-seed0', 'strategy': 'asng', 'seed': 1, 'search_seed': 0,
+                      'index': 0, 'architecture': doc['architecture'], 'config': 'config.yaml'})
+    assert main(['trial']) == 0
+    assert [r['epoch'] for r in fake.intermediate()] == [0, 1]
+    [final] = fake.final()
+    record = json.loads((tmp_path / 'trial' / 'retrain' / 'retrain.json').read_text())
+    assert record['seed'] == 1 and record['architecture'] == doc['architecture']
+    assert final['default'] == record['test']['acc'] and final['params'] == record['params']
+
+
+def test_trial_outside_nni_or_with_foreign_parameters(user_module, tmp_path, trial_env, monkeypatch, capsys):
+    from nni_asng.app.cli import main
+    trial_env({'learning_rate': 0.1})
+    assert main(['trial']) == 2
+    assert 'unexpected trial parameters' in capsys.readouterr().err
+    monkeypatch.delenv('NNI_PLATFORM')
+    assert main(['trial']) == 2
+    assert 'runs inside a trial of an NNI experiment' in capsys.readouterr().err
