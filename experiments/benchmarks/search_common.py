@@ -8,7 +8,8 @@ current argmax architecture (the one-shot module's ``export()``) with the supern
 statistics mix many paths) on a fixed D_θ subset, and records the distribution's entropy (from
 ``export_probs()``: nni-asng's θ, NNI DARTS' softmax(α)) against the search's wall and CPU time, with
 the evaluation time taken out of both clocks. Found architectures are retrained from scratch with one
-short recipe (:func:`retrain`).
+short recipe (:func:`retrain`), trained by nni-asng's own ``nni_asng.app.fit_fixed_network`` with the
+``retrain`` section of an ExperimentConfig built from :class:`RetrainConfig`.
 """
 from __future__ import annotations
 
@@ -234,46 +235,54 @@ def run_search(strategy_name: str, seed: int, cfg: SearchConfig, evaluate_argmax
             'config': asdict(cfg)}
 
 
+def retrain_experiment_config(rcfg: RetrainConfig, scfg: SearchConfig):
+    """nni-asng's ExperimentConfig of this recipe: its ``retrain`` section is what
+    :func:`nni_asng.app.fit_fixed_network` trains with (Adam at ``rcfg.lr``, cosine to 0 per step,
+    ``rcfg.weight_decay``, no gradient clipping, ``rcfg.epochs`` epochs; the test set is evaluated once,
+    after the last epoch). The fixed network, its loaders and the seeds stay this module's."""
+    import yaml
+    from nni_asng.app import parse_config
+    doc = {'name': 'search-quality-retrain',
+           'space': {'name': 'enas_cell', 'args': {'channels': rcfg.channels, 'cells_per_stage': rcfg.cells_per_stage}},
+           'strategy': {'name': 'asng'},                 # required by the schema; a retrain does not use it
+           'data': {'dataset': scfg.dataset, 'root': scfg.data_root},
+           'retrain': {'epochs': rcfg.epochs, 'batch_size': rcfg.batch, 'limit': rcfg.limit,
+                       'test_limit': rcfg.test_limit,
+                       'optimizer': {'name': 'adam', 'lr': rcfg.lr, 'weight_decay': rcfg.weight_decay,
+                                     'schedule': 'cosine', 'min_lr': 0.0},
+                       'gradient_clip': None, 'aux_weight': 0.0, 'drop_path_prob': 0.0, 'label_smoothing': 0.0,
+                       'eval_every_n_epochs': rcfg.epochs, 'progress_bar': False, 'device': rcfg.device}}
+    return parse_config(yaml.safe_dump(doc, sort_keys=False), source='search_common.RetrainConfig')
+
+
 def retrain(arch: dict, seed: int, rcfg: RetrainConfig, scfg: SearchConfig) -> dict[str, Any]:
-    """Train the fixed network of ``arch`` from scratch (one short recipe for all) and test it."""
+    """Train the fixed network of ``arch`` from scratch (one short recipe for all, trained by
+    :func:`nni_asng.app.fit_fixed_network`) and test it. ``retrain_wall_s`` / ``retrain_cpu_s`` cover
+    that fit, including its one test evaluation after the last epoch."""
+    import tempfile
+
+    from nni_asng.app import fit_fixed_network
     from nni_asng.data import retrain_loaders
     from nni_asng.model_size import count_parameters
 
     if rcfg.threads:
         torch.set_num_threads(int(rcfg.threads))
+    cfg = retrain_experiment_config(rcfg, scfg)
     torch.manual_seed(seed)
     np.random.seed(seed)
     info = _info_for(scfg.dataset, scfg.data_root)
-    net = build_fixed(arch, rcfg, info).to(rcfg.device)
+    net = build_fixed(arch, rcfg, info)
     params = count_parameters(net)
     train, test = retrain_loaders(scfg.dataset, batch_size=rcfg.batch, root=scfg.data_root, limit=rcfg.limit,
                                   test_limit=rcfg.test_limit, seed=seed)
-    total = max(1, len(train) * rcfg.epochs)
-    opt = torch.optim.Adam(net.parameters(), lr=rcfg.lr, weight_decay=rcfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
     w0, c0 = time.perf_counter(), time.process_time()
-    net.train()
-    for _ in range(rcfg.epochs):
-        for x, y in train:
-            x, y = x.to(rcfg.device), y.to(rcfg.device)
-            out = net(x)
-            out = out[0] if isinstance(out, tuple) else out
-            loss = F.cross_entropy(out, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+    with tempfile.TemporaryDirectory(prefix='sq_retrain_') as root, common.quiet_warnings():
+        trainer = fit_fixed_network(cfg, net, train, {'test': test}, device=rcfg.device, default_root_dir=root,
+                                    enable_checkpointing=False)
     train_wall, train_cpu = time.perf_counter() - w0, time.process_time() - c0
-    net.eval()
-    correct = n = 0
-    with torch.no_grad():
-        for x, y in test:
-            out = net(x.to(rcfg.device))
-            out = out[0] if isinstance(out, tuple) else out
-            correct += int((out.argmax(1).cpu() == y).sum())
-            n += len(y)
-    return {'test_acc': correct / max(n, 1), 'params': int(params), 'retrain_wall_s': train_wall,
-            'retrain_cpu_s': train_cpu, 'seed': seed, 'test_examples': n}
+    test_acc = float(trainer.callback_metrics['test_acc'])
+    return {'test_acc': test_acc, 'params': int(params), 'retrain_wall_s': train_wall,
+            'retrain_cpu_s': train_cpu, 'seed': seed, 'test_examples': len(test.dataset)}
 
 
 def config_dicts(scfg: SearchConfig, rcfg: RetrainConfig) -> dict[str, Any]:
