@@ -27,6 +27,14 @@ def test_quantile_utility_cases():
     np.testing.assert_array_equal(quantile_utility([1.0, 2.0], weights=[0.2, 1.8]), [-2, 2])  # q = .1, 1
 
 
+def test_quantile_utility_ties_share_the_mean_utility():
+    """An architecture drawn twice (equal losses) gets the pair's usual total utility (0 + 2), as random tie-breaking
+    would give it in expectation; Eq. 9 taken literally gave 2 + 2, an extra push away from likely architectures."""
+    np.testing.assert_array_equal(quantile_utility([1.0, 1.0]), [1, 1])                     # w(.5), w(1) -> mean
+    np.testing.assert_array_equal(quantile_utility([2.0, 1.0, 2.0, 1.0]), [1, -1, 1, -1])   # (-2+0)/2, (0+2)/2
+    np.testing.assert_array_equal(quantile_utility([1.0, 1.0], weights=[0.2, 1.8]), [0, 0])  # w(.1), w(1) -> mean
+
+
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(1, 4), lam=st.integers(2, 8), seed=st.integers(0, 1000))
 def test_importance_weights_average_to_one_over_distributions(n, lam, seed):
