@@ -127,6 +127,10 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
                 self._probe = None
 
     try:
+        if device == 'cuda':          # --in-process: what the previous strategy left must not count as this one's
+            import gc
+            gc.collect()
+            torch.cuda.empty_cache()
         if spec.get('threads'):
             torch.set_num_threads(int(spec['threads']))
         result['torch_threads'] = torch.get_num_threads()

@@ -28,11 +28,16 @@ Schema (defaults in brackets; see ``experiments/configs/*.yaml`` for complete ex
                                     progress_bar [true], limit_train_batches [null], evaluate_batches [4],
                                     threads [null: PyTorch's default] (CPU threads; 1 avoids OpenMP
                                     oversubscription on busy machines), devices [1] and num_nodes [1]
-                                    (> 1: Lightning DDP, one process per device; λ is shared by the ranks)
+                                    (> 1: Lightning DDP, one process per device; λ is shared by the ranks),
+                                    precision [32] (32 | bf16-mixed | 16-mixed: Lightning mixed precision of
+                                    the weights' forward/backward; θ and its losses stay float32/64),
+                                    channels_last [false] (convolutional spaces: model and batches in
+                                    torch.channels_last memory format, faster convolutions on GPUs)
     retrain:                        space_args {} (override space.args for the fixed network), param_budget,
                                     epochs, batch_size, optimizer, gradient_clip, aux_weight, drop_path_prob,
                                     label_smoothing, cutout, augment, limit, test_limit, eval_every_n_epochs,
-                                    seeds [[0]], device, progress_bar, limit_train_batches, threads
+                                    seeds [[0]], device, progress_bar, limit_train_batches, threads,
+                                    precision [32], channels_last [false] (as in search)
     output:   {dir}                 [runs/<name>]
     launch:                         port [8080], trial_concurrency [1], trial_gpu_number [auto], max_trial_duration,
                                     max_experiment_duration, experiment_working_directory [<output>/nni-experiments],
@@ -157,11 +162,21 @@ class SearchConfig(_Section):
     threads: Optional[int] = Field(None, ge=1)
     devices: int = Field(1, ge=1)
     num_nodes: int = Field(1, ge=1)
+    precision: Literal['32', 'bf16-mixed', '16-mixed'] = '32'
+    channels_last: bool = False
 
     @field_validator('limit_train_batches')
     @classmethod
     def check_limit(cls, value):
         return _check_limit(value)
+
+    @field_validator('precision', mode='before')
+    @classmethod
+    def _precision(cls, value):
+        """Lightning's spellings: 32 and '32' (full precision), 16 / '16' (= '16-mixed'), 'bf16' (= 'bf16-mixed')."""
+        if isinstance(value, bool):
+            return value
+        return {32: '32', 16: '16-mixed', '16': '16-mixed', 'bf16': 'bf16-mixed'}.get(value, value)
 
 
 class RetrainConfig(_Section):
@@ -184,11 +199,18 @@ class RetrainConfig(_Section):
     progress_bar: bool = True
     limit_train_batches: Limit = None
     threads: Optional[int] = Field(None, ge=1)
+    precision: Literal['32', 'bf16-mixed', '16-mixed'] = '32'
+    channels_last: bool = False
 
     @field_validator('limit', 'test_limit', 'limit_train_batches')
     @classmethod
     def check_limit(cls, value):
         return _check_limit(value)
+
+    @field_validator('precision', mode='before')
+    @classmethod
+    def _precision(cls, value):
+        return SearchConfig._precision(value)
 
     @field_validator('seeds')
     @classmethod

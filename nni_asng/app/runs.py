@@ -285,7 +285,7 @@ def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *
 
     result = _write_search_results(cfg, out, exp, strategy, strategy_e, space_e, space, data, wall, log)
     result.metrics = metrics
-    summary.update(status='done', wall_time_s=wall, final_metrics=metrics,
+    summary.update(status='done', wall_time_s=wall, final_metrics=metrics, accelerator=tasks.accelerator_info(device),
                    global_step=int(trainer.global_step), epochs=int(trainer.current_epoch),
                    architecture_file=result.architecture_file.name)
     digests = getattr(strategy.oneshot_module, 'rank_digests', None) if strategy_e.ours else None
@@ -522,7 +522,8 @@ def run_retrain(cfg: ExperimentConfig, arch_path: str | os.PathLike, *, seed: in
              if k.startswith('val_') and v.numel() == 1}
     if metric not in final or not math.isfinite(final[metric]):
         raise RuntimeError(f'retraining produced no finite test {metric} (metrics: {final})')
-    record.update(status='done', wall_time_s=wall, test_metric=metric, test=final, history=reporter.reported)
+    record.update(status='done', wall_time_s=wall, test_metric=metric, test=final, history=reporter.reported,
+                  accelerator=tasks.accelerator_info(device))
     write_json(out / 'retrain.json', record)
     if report_to_nni:
         nni.report_final_result({'default': final[metric], **{m: final[m] for m in extra if m in final},

@@ -6,6 +6,8 @@ Inpainting wraps the same images, in [0, 1], in :class:`nni_asng.data.inpainting
 """
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +23,7 @@ from ..evaluators.classification import ClassificationModule, NniReportCallback,
 from .registry import DataInfo, SpaceEntry
 
 __all__ = ['TaskData', 'search_data', 'retrain_data', 'search_evaluator', 'make_module', 'report_metric',
+           'ChannelsLast', 'trainer_precision', 'accelerator_info',
            'ExpandChannels', 'resolve_device', 'AtomicCheckpointIO']
 
 
@@ -106,10 +109,17 @@ def _info(dataset, entry: SpaceEntry) -> DataInfo:
                     input_shape=(channels, h, w))
 
 
-def _loader(dataset, batch_size: int, num_workers: int, shuffle: bool) -> DataLoader:
+def _loader(dataset, batch_size: int, num_workers: int, shuffle: bool, pin_memory: bool = False) -> DataLoader:
     drop_last = shuffle and len(dataset) >= batch_size   # a batch of 1 breaks BatchNorm
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, drop_last=drop_last,
-                      persistent_workers=num_workers > 0)
+                      persistent_workers=num_workers > 0, pin_memory=pin_memory)
+
+
+def _pin_memory(device: str) -> bool:
+    """Page-locked batches when the run will use CUDA: Lightning then copies them to the GPU with
+    ``non_blocking=True``, overlapping the copy with the previous step. Not an error without a GPU
+    (``launch`` builds loaders on the launching machine only to read the data's shape)."""
+    return device in ('auto', 'cuda') and torch.cuda.is_available()
 
 
 def search_data(cfg: ExperimentConfig, entry: SpaceEntry) -> TaskData:
@@ -130,7 +140,8 @@ def search_data(cfg: ExperimentConfig, entry: SpaceEntry) -> TaskData:
                                    resolution=d.resolution)
     info = _info(d_x, entry)
     train, val = _wrap(d_x, cfg, entry, True), _wrap(d_theta, cfg, entry, True)
-    workers = dict(num_workers=d.num_workers, persistent_workers=d.num_workers > 0)
+    workers = dict(num_workers=d.num_workers, persistent_workers=d.num_workers > 0,
+                   pin_memory=_pin_memory(cfg.search.device))
     return TaskData(resumable_loader(train, d.batch_size, (cfg.seed, 1), **workers),
                     resumable_loader(val, d.batch_size, (cfg.seed, 2), **workers), info, (len(train), len(val)))
 
@@ -148,7 +159,9 @@ def retrain_data(cfg: ExperimentConfig, entry: SpaceEntry, seed: int) -> TaskDat
                                    subset_seed=d.subset_seed, resolution=d.resolution)
     info = _info(train, entry)
     train, test = _wrap(train, cfg, entry, True), _wrap(test, cfg, entry, False)
-    return TaskData(_loader(train, r.batch_size, d.num_workers, True), _loader(test, r.batch_size, d.num_workers, False),
+    pin = _pin_memory(r.device)
+    return TaskData(_loader(train, r.batch_size, d.num_workers, True, pin), _loader(test, r.batch_size, d.num_workers,
+                                                                                  False, pin),
                     info, (len(train), len(test)))
 
 
@@ -206,11 +219,14 @@ def search_evaluator(cfg: ExperimentConfig, entry: SpaceEntry, data: TaskData, *
     from nni.nas.evaluator.pytorch.lightning import Lightning, Trainer
     s = cfg.search
     module = make_module(entry, s.optimizer)
+    if s.channels_last:
+        callbacks = [*callbacks, ChannelsLast()]
     trainer = Trainer(max_epochs=s.epochs, callbacks=callbacks, logger=logger,
                       enable_progress_bar=s.progress_bar, enable_model_summary=False,
                       log_every_n_steps=s.log_every_n_steps, default_root_dir=default_root_dir,
                       num_sanity_val_steps=0, limit_train_batches=s.limit_train_batches,
-                      plugins=[AtomicCheckpointIO()], **trainer_device_kwargs(device, s.devices, s.num_nodes))
+                      plugins=[AtomicCheckpointIO()], precision=trainer_precision(s.precision, device, 'search'),
+                      **trainer_device_kwargs(device, s.devices, s.num_nodes))
     return Lightning(module, trainer, train_dataloaders=data.train, val_dataloaders=data.val,
                      fit_kwargs=fit_kwargs or {})
 
@@ -218,12 +234,69 @@ def search_evaluator(cfg: ExperimentConfig, entry: SpaceEntry, data: TaskData, *
 def retrain_trainer(cfg: ExperimentConfig, entry: SpaceEntry, *, device: str, callbacks: list, logger,
                     default_root_dir: str | None, **overrides) -> pl.Trainer:
     r = cfg.retrain
+    if r.channels_last:
+        callbacks = [*callbacks, ChannelsLast()]
     kwargs = dict(max_epochs=r.epochs, callbacks=callbacks, logger=logger, enable_progress_bar=r.progress_bar,
                   enable_model_summary=False, gradient_clip_val=r.gradient_clip,
                   check_val_every_n_epoch=r.eval_every_n_epochs, num_sanity_val_steps=0,
                   limit_train_batches=r.limit_train_batches, default_root_dir=default_root_dir,
-                  log_every_n_steps=10, **trainer_device_kwargs(device))
+                  log_every_n_steps=10, precision=trainer_precision(r.precision, device, 'retrain'),
+                  **trainer_device_kwargs(device))
     return pl.Trainer(**{**kwargs, **overrides})
+
+
+def trainer_precision(precision: str, device: str, section: str) -> str:
+    """The Trainer's ``precision`` for ``<section>.precision`` on ``device`` (fp16 autocast needs CUDA)."""
+    from .errors import ConfigError
+    if precision == '16-mixed' and device != 'cuda':
+        raise ConfigError(f'{section}.precision: 16-mixed (fp16 autocast with a gradient scaler) needs a CUDA '
+                          f'device, this run uses {device}; use bf16-mixed or 32')
+    return precision
+
+
+class ChannelsLast(pl.Callback):
+    """``search.channels_last`` / ``retrain.channels_last``: the network's 4-d weights and every input batch in
+    ``torch.channels_last`` memory format (NHWC), which cuDNN's convolutions prefer, above all under mixed
+    precision. The weights are converted before the Trainer moves the model to its device (so the optimizer
+    state follows); the inputs by a forward pre-hook of the task's module, the module every training,
+    θ-evaluation and validation step calls.
+
+    A GPU option: on a CPU it is left off with a warning (``force=True`` applies it anyway). PyTorch's CPU
+    backward of a strided 1x1 convolution corrupts memory when its output gradient is a channel slice of a
+    channels_last tensor (torch 2.14: ``F.conv2d(x_cl, w_cl, stride=2).backward(g_cl[:, 4:])`` aborts), which
+    is exactly what the ENAS/DARTS factorized reduction's concatenation produces."""
+
+    def __init__(self, force: bool = False):
+        self.force = bool(force)
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if trainer.strategy.root_device.type != 'cuda' and not self.force:
+            warnings.warn('channels_last is a GPU option and is left off on this CPU run (see '
+                          'nni_asng.app.tasks.ChannelsLast)', RuntimeWarning)
+            return
+        pl_module.to(memory_format=torch.channels_last)
+        task_module = getattr(pl_module, 'training_module', pl_module)     # one-shot modules wrap the task's
+        if not getattr(task_module, '_channels_last_hook', None):
+            task_module._channels_last_hook = task_module.register_forward_pre_hook(_channels_last_inputs)
+
+
+def _channels_last_inputs(module, args):
+    if args and isinstance(args[0], torch.Tensor) and args[0].dim() == 4:
+        return (args[0].contiguous(memory_format=torch.channels_last),) + tuple(args[1:])
+    return None
+
+
+def accelerator_info(device: str) -> dict[str, Any]:
+    """What this process ran on, for summary.json / retrain.json (and the GPU check): the resolved device,
+    CUDA's view of the GPU and the peak GPU memory this process allocated."""
+    info: dict[str, Any] = {'device': device, 'cuda_available': torch.cuda.is_available(),
+                            'torch': torch.__version__, 'cuda_version': torch.version.cuda}
+    if device == 'cuda' and torch.cuda.is_available():
+        index = torch.cuda.current_device()
+        info.update(cuda_device_index=index, cuda_device_name=torch.cuda.get_device_name(index),
+                    cuda_visible_devices=os.environ.get('CUDA_VISIBLE_DEVICES'),
+                    cuda_max_memory_allocated_mib=round(torch.cuda.max_memory_allocated(index) / 2 ** 20, 1))
+    return info
 
 
 def report_callback(entry: SpaceEntry) -> NniReportCallback:

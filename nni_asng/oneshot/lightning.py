@@ -68,6 +68,8 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
         self.history: list[dict[str, Any]] = []
         self._nonfinite_in_a_row = 0
         self._warned_nonfinite = False
+        self._clip_pending = False
+        self._warned_clip = False
         self.rank_digests: list[str] = []
 
     # ------------------------------------------------------------------ the step
@@ -97,23 +99,41 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
         optimizer = self._weight_optimizer()
         self.training_module.optimizer_zero_grad(self.trainer.current_epoch, batch_idx, optimizer)
         local, scale = self.share_of(rows)
-        output, finite, loss = None, True, torch.tensor(float('nan'))
+        output, finite, loss = None, None, torch.tensor(float('nan'))
         for i, row in enumerate(local):
             self.activate(self.encoding.to_architecture(row))
             output = self.training_module.training_step(batch, batch_idx)
             loss = output['loss'] if isinstance(output, dict) else output
-            finite = finite and bool(torch.isfinite(loss).all())
+            # A flag on the device: reading each path's loss on the host would wait for the device λ times.
+            ok = torch.isfinite(loss.detach()).all()
+            finite = ok if finite is None else finite & ok
             # Every rank must run its backward passes (DDP synchronises the last one), NaN or not.
             with self._backward_sync(last=i == len(local) - 1):
                 self.manual_backward(loss * scale)
-        if not self.trainer.strategy.reduce_boolean_decision(finite, all=True):
-            self._skip_nonfinite_weight_step(optimizer, batch_idx, float(loss.detach()))
+        # The weight step's one device->host read: whether to apply it (NaN/inf semantics below).
+        if not self.trainer.strategy.reduce_boolean_decision(True if finite is None else bool(finite), all=True):
+            self._skip_nonfinite_weight_step(optimizer, batch_idx, float(loss.detach().float()))
             return output
         self._nonfinite_in_a_row = 0
-        if self.gradient_clip_val is not None:
-            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm='norm')
-        self.training_module.optimizer_step(self.trainer.current_epoch, batch_idx, optimizer)
+        # Clipping runs in on_before_optimizer_step, i.e. after mixed precision's gradient unscaling.
+        self._clip_pending = self.gradient_clip_val is not None
+        try:
+            self.training_module.optimizer_step(self.trainer.current_epoch, batch_idx, optimizer)
+        finally:
+            missed, self._clip_pending = self._clip_pending, False
+        if missed and not self._warned_clip:
+            warnings.warn('gradient_clip_val is set but the weight step did not go through Lightning\'s precision '
+                          'plugin (does the evaluator override optimizer_step?): its gradients were not clipped',
+                          RuntimeWarning)
+            self._warned_clip = True
         return output
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Clip the weight gradients of the step being taken (the precision plugin calls this hook after it
+        unscaled 16-mixed gradients, right before ``optimizer.step``; for 32/bf16 it is the same point)."""
+        if getattr(self, '_clip_pending', False):
+            self._clip_pending = False
+            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm='norm')
 
     def _skip_nonfinite_weight_step(self, optimizer, batch_idx: int, loss: float) -> None:
         self.training_module.optimizer_zero_grad(self.trainer.current_epoch, batch_idx, optimizer)
@@ -343,6 +363,13 @@ def state_digest(state: Any) -> str:
     return digest.hexdigest()
 
 
+def _full_precision(value: torch.Tensor) -> torch.Tensor:
+    """A detached scalar, cast to float32 when mixed precision produced it in bf16/fp16 (θ never learns
+    from half-precision numbers: ties and rounding would decide ASNG's ranking)."""
+    value = value.detach().reshape(())
+    return value.float() if value.dtype in (torch.float16, torch.bfloat16) else value
+
+
 def _as_tuples(obj):
     '''random.setstate needs the nested tuples random.getstate gave (lists after some round trips).'''
     return tuple(_as_tuples(v) for v in obj) if isinstance(obj, (list, tuple)) else obj
@@ -360,29 +387,34 @@ class _SupernetEvaluator:
         output = self.module.training_module.training_step(self.batch, self.batch_idx)
         return output['loss'] if isinstance(output, dict) else output
 
-    def _evaluate(self, rows: np.ndarray) -> list[float]:
+    def _evaluate(self, rows: np.ndarray) -> torch.Tensor:
+        """Losses of ``rows`` as one tensor on the module's device, at least float32 (mixed precision may
+        compute them in bf16/fp16: the θ update gets float32 values). Nothing is read on the host here."""
         values = []
         with torch.no_grad(), self.module.quiet():
             for row in rows:
                 self.module.activate(self.module.encoding.to_architecture(row))
-                values.append(float(self._loss()))
-        return values
+                values.append(_full_precision(self._loss()))
+        if not values:
+            return torch.zeros(0, device=next(self.module.parameters()).device)
+        return torch.stack(values)
 
     def losses(self, rows: np.ndarray) -> np.ndarray:
         """Loss of every row; with several ranks each evaluates its share on its own D_θ shard and
-        the losses are all-gathered, so every rank tells the optimizer the same λ values."""
+        the losses are all-gathered, so every rank tells the optimizer the same λ values.
+        One device->host transfer for all λ losses."""
         module = self.module
         world, rank = module.trainer.world_size, module.trainer.global_rank
         if world == 1:
-            return np.array(self._evaluate(rows))
+            return self._evaluate(rows).cpu().numpy().astype(np.float64)
         device = next(module.parameters()).device
         if len(rows) < world:            # too few rows to share: average each row's loss over the ranks
-            local = torch.tensor(self._evaluate(rows), dtype=torch.float64, device=device)
+            local = self._evaluate(rows).to(device=device, dtype=torch.float64)
             return module.trainer.strategy.reduce(local, reduce_op='mean').cpu().numpy()
         per_rank = -(-len(rows) // world)
         mine = self._evaluate(rows[rank::world])
         padded = torch.full((per_rank,), float('nan'), dtype=torch.float64, device=device)
-        padded[:len(mine)] = torch.tensor(mine, dtype=torch.float64)
+        padded[:len(mine)] = mine.to(device=device, dtype=torch.float64)
         gathered = module.all_gather(padded).reshape(world, per_rank).cpu().numpy()
         out = np.empty(len(rows))
         for r in range(world):
@@ -398,13 +430,16 @@ class _SupernetEvaluator:
         with module.gates.open(arch, device) as gates, module.quiet():
             loss = self._loss()
             tensors = list(gates.values())
-            # A NaN loss still goes through the reduction below, so no rank is left waiting.
-            grads = torch.autograd.grad(loss, tensors, allow_unused=True) if tensors and torch.isfinite(loss) \
-                else [None] * len(tensors)
+            # Differentiated whatever the loss: asking the host whether it is finite would wait for the device.
+            # A NaN/inf loss gets zero credits below, and still goes through the reduction (no rank left waiting).
+            grads = torch.autograd.grad(loss, tensors, allow_unused=True) if tensors else []
         labels = list(gates)
-        values = torch.tensor([float(loss.detach())] + [-float(g) if g is not None else 0.0 for g in grads], dtype=torch.float64,
-                              device=device)
+        loss = _full_precision(loss)
+        finite = torch.isfinite(loss)
+        zero = torch.zeros((), device=loss.device)
+        credits = [torch.where(finite, -_full_precision(g), zero) if g is not None else zero for g in grads]
+        values = torch.stack([loss, *credits]).to(device=device, dtype=torch.float64)
         if module.trainer.world_size > 1:      # same row on every rank: average loss and credits over shards
             values = module.trainer.strategy.reduce(values, reduce_op='mean')
-        values = values.cpu().tolist()
+        values = values.cpu().numpy().tolist()        # the θ step's one device->host transfer
         return values[0], dict(zip(labels, values[1:]))
