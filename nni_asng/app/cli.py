@@ -250,8 +250,9 @@ def _retrain(cfg, args) -> int:
     from .runs import run_retrain
     arch, seed, index, output, trial = args.arch, args.seed, args.index, args.output, in_nni_trial()
     if trial:
-        import nni
-        params = nni.get_next_parameter() or {}
+        from .trial import TrialChannel
+        record = TrialChannel().record       # the trial's own parameters (see trial._use_recorded_parameters)
+        params = (record or {}).get('parameters') or {}
         base = Path(args.base) if args.base else Path.cwd()
         if arch is None and 'arch' in params:
             arch = str(base / params['arch'])

@@ -68,6 +68,7 @@ class TrialChannel:
         from nni.runtime.trial_command_channel import get_default_trial_command_channel
         if nni.trial._params is None:                      # noqa: SLF001 - NNI keeps the record there
             nni.get_next_parameter()
+            _use_recorded_parameters()
         self.record = nni.trial._params                    # noqa: SLF001
         self.channel = get_default_trial_command_channel()
         self.sequence = 0
@@ -78,8 +79,13 @@ class TrialChannel:
 
     def _send(self, kind: str, value: Any, sequence: int) -> None:
         from nni.runtime.env_vars import trial_env_vars
-        self.channel.send_metric(type=kind, parameter_id=self.parameter_id, trial_job_id=trial_env_vars.NNI_TRIAL_JOB_ID,
-                                 sequence=sequence, value=value)
+        try:
+            self.channel.send_metric(type=kind, parameter_id=self.parameter_id,
+                                     trial_job_id=trial_env_vars.NNI_TRIAL_JOB_ID, sequence=sequence, value=value)
+        except Exception as err:  # noqa: BLE001 - e.g. `nnictl stop`: the manager's server goes before our SIGINT
+            # A lost report must not end the search: the stop signal follows, and a checkpoint is written then.
+            _logger.warning('could not send the %s result to NNI (%s: %s); the search goes on', kind.lower(),
+                            type(err).__name__, str(err).splitlines()[0][:200])
 
     def intermediate(self, value: Mapping[str, Any]) -> None:
         self._send('PERIODICAL', dict(value), self.sequence)
@@ -89,6 +95,54 @@ class TrialChannel:
         import nni.trial
         nni.trial._params = self.record                    # noqa: SLF001 - restore what the engine replaced
         self._send('FINAL', dict(value), 0)
+
+
+def _use_recorded_parameters() -> None:
+    """Make ``nni.trial``'s parameters the ones NNI's manager records (and the web UI shows) for this trial.
+
+    NNI 3.0's local training service hands the queued parameter sets to trial processes in the order the
+    processes ask for them, not the order the trials were submitted in: with several trials starting
+    together, a trial can receive the parameters the manager lists for another one. The manager's REST
+    API (the trial's command channel, ``http://localhost:PORT/env/...``, is served beside it) tells the
+    trial its own record; it is used when it differs. Where the API cannot be reached (other training
+    services), the received parameters stay.
+    """
+    import nni.trial
+    received = nni.trial._params                            # noqa: SLF001
+    recorded = _recorded_parameters()
+    if received is None or recorded is None or recorded.get('parameter_id') == received.get('parameter_id'):
+        return
+    _logger.warning('NNI handed this trial the parameters of another one (parameter id %s instead of %s, which '
+                    'the manager records for it); using its own', received.get('parameter_id'),
+                    recorded.get('parameter_id'))
+    nni.trial._params = recorded                            # noqa: SLF001
+
+
+def _recorded_parameters() -> dict | None:
+    import urllib.error
+    import urllib.request
+    url, trial = os.environ.get('NNI_TRIAL_COMMAND_CHANNEL', ''), os.environ.get('NNI_TRIAL_JOB_ID')
+    if not trial or '/env/' not in url or not url.startswith(('http://', 'ws://')):
+        return None
+    base = url.split('/env/')[0].replace('ws://', 'http://', 1)
+    for attempt in range(3):
+        try:
+            with urllib.request.urlopen(f'{base}/api/v1/nni/trial-jobs/{trial}', timeout=20) as response:
+                job = json.loads(response.read().decode('utf-8'))
+            break
+        except (urllib.error.URLError, OSError, ValueError):
+            time.sleep(1.0)
+    else:
+        return None
+    for text in job.get('hyperParameters') or []:
+        try:
+            value = json.loads(text) if isinstance(text, str) else text
+        except ValueError:
+            continue
+        if isinstance(value, dict) and 'parameters' in value:
+            return {'parameter_id': value.get('parameter_id'), 'parameter_source': value.get('parameter_source'),
+                    'parameters': value['parameters'], 'parameter_index': value.get('parameter_index', 0)}
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
@@ -203,6 +257,7 @@ class SearchTrialReporter(pl.Callback):
                                  shuffle=False, num_workers=0)
         previous = self.output / 'trial_reports.json'
         self.reports: list[dict[str, Any]] = read_json(previous) if previous.is_file() else []   # a resumed search
+        self.channel.sequence = max(self.channel.sequence, len(self.reports))   # its points continue the curve
         self._params: dict[str, int] = {}
         self._last_step = -1
 
