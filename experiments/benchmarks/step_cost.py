@@ -44,7 +44,7 @@ import common  # noqa: E402
 from common import DISPLAY, NNI, OURS  # noqa: E402
 
 SIZES = {
-    # the papers' search size (asng-nas §3.2, pdas §4.1; DESIGN.md §2 anchors): 8 cells, C=16, 32x32x3, batch 64
+    # the papers' search size (asng-nas §3.2, pdas §4.1; docs/design.md §2 anchors): 8 cells, C=16, 32x32x3, batch 64
     'paper': dict(channels=16, cells=8, batch=64, resolution=32),
     # CPU-sized: 5 cells, C=8, batch 32 (minutes on 2 cores)
     'cpu': dict(channels=8, cells=5, batch=32, resolution=32),
