@@ -249,3 +249,35 @@ def test_trial_outside_nni_or_with_foreign_parameters(user_module, tmp_path, tri
     monkeypatch.delenv('NNI_PLATFORM')
     assert main(['trial']) == 2
     assert 'runs inside a trial of an NNI experiment' in capsys.readouterr().err
+
+
+def test_reports_do_not_change_the_search(tmp_path, monkeypatch):
+    """The per-epoch evaluation inside a trial (batch-statistics BatchNorm, frozen RNGs) leaves the search as it
+    would have been outside NNI: the same θ trajectory and the same architecture."""
+    pytest.importorskip('search_spaces.enas_cell')
+    from nni_asng.data.fashion_mnist import DEFAULT_ROOT
+    if not (DEFAULT_ROOT / 'train-images-idx3-ubyte.gz').is_file():
+        pytest.skip('needs Fashion-MNIST')
+    from nni.runtime import trial_command_channel as channels
+
+    from nni_asng.app.runs import run_search
+    config = os.path.join(os.path.dirname(__file__), '..', 'experiments', 'configs', 'asng_enas_fashion_mnist.yaml')
+    cfg = load_config(config, ['data.limit=192', 'data.batch_size=32', 'space.args.channels=2', 'search.epochs=2',
+                               'search.progress_bar=false', 'launch.report_every_n_steps=2'])
+    plain = run_search(cfg, tmp_path / 'plain', log=lambda m: None)
+    monkeypatch.setenv('NNI_PLATFORM', 'local')
+    saved = channels._channel
+    fake = FakeTrialChannel({'phase': 'search'})
+    channels.set_default_trial_command_channel(fake)
+    try:
+        import nni.trial
+        monkeypatch.setattr(nni.trial, '_params', None)
+        reported = run_search(cfg, tmp_path / 'trial', log=lambda m: None)
+    finally:
+        channels._channel = saved
+    assert len(fake.intermediate()) >= 3
+    history = [json.loads((tmp_path / name / 'history.json').read_text()) for name in ('plain', 'trial')]
+    assert history[0] == history[1] and plain.architectures == reported.architectures
+    for name in ('plain', 'trial'):
+        assert (tmp_path / name / 'probabilities.json').read_text() == (tmp_path / 'plain' / 'probabilities.json'
+                                                                      ).read_text()

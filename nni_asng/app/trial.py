@@ -187,7 +187,8 @@ def _frozen_rng():
 @torch.no_grad()
 def evaluate_architecture(module, arch: Mapping[str, Any] | None, loader, task: str,
                           batches: int | None = None) -> dict[str, float]:
-    """Metric of ``arch`` with the supernet's current weights (eval mode, no gradients, RNGs untouched).
+    """Metric of ``arch`` with the supernet's current weights (no gradients, dropout off, BatchNorm on batch
+    statistics with its running statistics left as they were, RNGs untouched: the search is not changed).
 
     ``module`` is the one-shot Lightning module; ``arch`` is activated in its supernet first (None: as it
     is). Classification: ``acc`` and ``loss``; inpainting: ``psnr`` and ``loss`` (MSE) over all pixels.
@@ -203,6 +204,12 @@ def evaluate_architecture(module, arch: Mapping[str, Any] | None, loader, task: 
     device = next(training.parameters()).device
     modes = {m: m.training for m in training.modules()}
     training.eval()
+    # BatchNorm normalises with the batch's statistics, as during the search: its running statistics mix every
+    # path of the supernet and would misjudge the one evaluated. They are put back afterwards.
+    norms = [m for m in training.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [(m, {k: v.clone() for k, v in m._buffers.items() if v is not None}) for m in norms]
+    for m in norms:
+        m.train()
     total, correct, loss_sum, sq_err, pixels = 0, 0, 0.0, 0.0, 0
     data_range = float(getattr(training, 'data_range', 1.0))
     try:
@@ -226,6 +233,9 @@ def evaluate_architecture(module, arch: Mapping[str, Any] | None, loader, task: 
     finally:
         for m, mode in modes.items():
             m.training = mode
+        for m, buffers in saved:
+            for name, value in buffers.items():
+                m._buffers[name].copy_(value)
     if total == 0:
         return {}
     if task == 'inpainting':
