@@ -95,6 +95,13 @@ def _check_seeds(seeds: list[int]) -> list[int]:
     return seeds
 
 
+def _lightning_precision(value: Any) -> Any:
+    """Lightning's spellings: 32 and '32' (full precision), 16 / '16' (= '16-mixed'), 'bf16' (= 'bf16-mixed')."""
+    if isinstance(value, bool):
+        return value
+    return {32: '32', 16: '16-mixed', '16': '16-mixed', 'bf16': 'bf16-mixed'}.get(value, value)
+
+
 Limit = Optional[Any]   # checked by _check_limit: None, int count >= 1 or float fraction in (0, 1]
 
 
@@ -173,10 +180,7 @@ class SearchConfig(_Section):
     @field_validator('precision', mode='before')
     @classmethod
     def _precision(cls, value):
-        """Lightning's spellings: 32 and '32' (full precision), 16 / '16' (= '16-mixed'), 'bf16' (= 'bf16-mixed')."""
-        if isinstance(value, bool):
-            return value
-        return {32: '32', 16: '16-mixed', '16': '16-mixed', 'bf16': 'bf16-mixed'}.get(value, value)
+        return _lightning_precision(value)
 
 
 class RetrainConfig(_Section):
@@ -210,7 +214,7 @@ class RetrainConfig(_Section):
     @field_validator('precision', mode='before')
     @classmethod
     def _precision(cls, value):
-        return SearchConfig._precision(value)
+        return _lightning_precision(value)
 
     @field_validator('seeds')
     @classmethod
