@@ -402,16 +402,18 @@ def algorithm_meta() -> dict[str, Any]:
 
 def register_command(unregister: bool = False, log: Log = print) -> int:
     """Register (or remove) the pipeline advisor with NNI's own ``nnictl algo register``."""
+    import os
     nnictl = [sys.executable, '-m', 'nni.tools.nnictl.nnictl', 'algo']
+    env = {**os.environ, 'PYTHONWARNINGS': 'ignore'}       # nnictl's pkg_resources deprecation notice
     if unregister:
         command = nnictl + ['unregister', ADVISOR_NAME]
-        result = subprocess.run(command, capture_output=True, text=True)
+        result = subprocess.run(command, capture_output=True, text=True, env=env)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             meta = Path(tmp) / 'nni_asng_algorithms.yml'
             meta.write_text(yaml.safe_dump(algorithm_meta(), sort_keys=False))
             command = nnictl + ['register', '--meta', str(meta)]
-            result = subprocess.run(command, capture_output=True, text=True)
+            result = subprocess.run(command, capture_output=True, text=True, env=env)
     output = (result.stdout + result.stderr).strip()
     if result.returncode != 0 or 'error' in output.lower():
         raise UserError(f'`nnictl algo {"unregister" if unregister else "register"}` failed: {output or result.returncode}')
