@@ -157,6 +157,7 @@ def _configure_output(debug: bool) -> None:
     if debug:
         return
     import nni.runtime.log  # noqa: F401  (sets the 'nni' logger to INFO when imported: import it first)
+    import pytorch_lightning  # noqa: F401  (sets its logger to INFO when imported: import it first)
     logging.getLogger('nni').propagate = False     # NNI prints its own (coloured) records
     for name, level in (('nni', logging.ERROR), ('pytorch_lightning', logging.WARNING),
                         ('lightning.pytorch', logging.WARNING), ('lightning_fabric', logging.WARNING),
