@@ -2,7 +2,7 @@
 """Multi-complexity search on real Fashion-MNIST over the ENAS cell space: Algorithm 1 vs Method 2.
 
 Noda, Saito, Shirakawa, "Efficient Search of Multiple Neural Architectures with Different
-Complexities via Importance Sampling" (/work/shared/papers/multi-complexity-importance-sampling.md):
+Complexities via Importance Sampling" (multi-complexity in README's References):
 
 * **Proposed (Algorithm 1, ``importance_sampling``)**: after T_W epochs of supernet training with
   uniformly sampled architectures, ONE θ stage of T_θ epochs updates all N distributions
