@@ -322,26 +322,23 @@ def _rest_url_from_env() -> str | None:
     return 'http://' + url[len('ws://'):-len('/tuner')] + '/api/v1/nni'
 
 
-def _parameters(job: dict) -> dict:
+def _hyper_parameters(job: dict):
+    """The decoded ``hyperParameters`` records of a ``/trial-jobs`` entry (JSON objects only)."""
     for text in job.get('hyperParameters') or []:
         try:
             value = json.loads(text) if isinstance(text, str) else text
         except ValueError:
             continue
-        if isinstance(value, dict) and isinstance(value.get('parameters'), dict):
-            return value['parameters']
-    return {}
+        if isinstance(value, dict):
+            yield value
+
+
+def _parameters(job: dict) -> dict:
+    return next((v['parameters'] for v in _hyper_parameters(job) if isinstance(v.get('parameters'), dict)), {})
 
 
 def _parameter_id(job: dict) -> int | None:
-    for text in job.get('hyperParameters') or []:
-        try:
-            value = json.loads(text) if isinstance(text, str) else text
-        except ValueError:
-            continue
-        if isinstance(value, dict) and isinstance(value.get('parameter_id'), int):
-            return value['parameter_id']
-    return None
+    return next((v['parameter_id'] for v in _hyper_parameters(job) if isinstance(v.get('parameter_id'), int)), None)
 
 
 def _final(job: dict) -> Any:

@@ -141,26 +141,28 @@ def _gpu_number(cfg: ExperimentConfig) -> int:
     return int(value)
 
 
-def build_nni_config(cfg: ExperimentConfig, arch_names: list[str], seeds: list[int], folder: Path,
-                     working_directory: Path) -> dict[str, Any]:
-    """The nnictl-format (camelCase) experiment config of the retraining trials."""
+def training_service(cfg: ExperimentConfig) -> tuple[dict[str, Any], int]:
+    """The configured NNI training service (local: may use GPUs other processes use) and the GPUs per trial."""
     service = dict(cfg.launch.training_service)
-    platform = service.get('platform')
     gpus = _gpu_number(cfg)
-    if platform == 'local' and gpus > 0:
+    if service.get('platform') == 'local' and gpus > 0:
         service.setdefault('useActiveGpu', True)
-    python = cfg.launch.python or (sys.executable if platform == 'local' else 'python3')
-    command = f'{shlex.quote(python)} -m nni_asng retrain config.yaml --base .'
+    return service, gpus
+
+
+def experiment_config(cfg: ExperimentConfig, *, search_space: dict[str, Any], command: str, max_trials: int,
+                      tuner: dict[str, Any], service: dict[str, Any], gpus: int,
+                      working_directory: Path) -> dict[str, Any]:
+    """The nnictl-format (camelCase) experiment config shared by retraining launches and the pipeline."""
     config: dict[str, Any] = {
         'experimentName': cfg.name,
-        'searchSpace': {'arch': {'_type': 'choice', '_value': arch_names},
-                        'seed': {'_type': 'choice', '_value': list(seeds)}},
+        'searchSpace': search_space,
         'trialCommand': command,
         'trialCodeDirectory': '.',
         'trialConcurrency': cfg.launch.trial_concurrency,
         'trialGpuNumber': gpus,
-        'maxTrialNumber': len(arch_names) * len(seeds),
-        'tuner': {'name': 'GridSearch'},
+        'maxTrialNumber': max_trials,
+        'tuner': tuner,
         'experimentWorkingDirectory': str(working_directory),
         'trainingService': service,
     }
@@ -169,6 +171,19 @@ def build_nni_config(cfg: ExperimentConfig, arch_names: list[str], seeds: list[i
     if cfg.launch.max_experiment_duration:
         config['maxExperimentDuration'] = cfg.launch.max_experiment_duration
     return config
+
+
+def build_nni_config(cfg: ExperimentConfig, arch_names: list[str], seeds: list[int], folder: Path,
+                     working_directory: Path) -> dict[str, Any]:
+    """The nnictl-format (camelCase) experiment config of the retraining trials."""
+    service, gpus = training_service(cfg)
+    python = cfg.launch.python or (sys.executable if service.get('platform') == 'local' else 'python3')
+    command = f'{shlex.quote(python)} -m nni_asng retrain config.yaml --base .'
+    return experiment_config(cfg, search_space={'arch': {'_type': 'choice', '_value': arch_names},
+                                                'seed': {'_type': 'choice', '_value': list(seeds)}},
+                             command=command, max_trials=len(arch_names) * len(seeds),
+                             tuner={'name': 'GridSearch'}, service=service, gpus=gpus,
+                             working_directory=working_directory)
 
 
 def start_experiment(launch_yml: Path, port: int, attempts: int = 3, log: Callable[[str], None] | None = None):

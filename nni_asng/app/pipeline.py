@@ -165,12 +165,9 @@ def build_pipeline_config(cfg, working_directory: str | Path, config_ref: str = 
                           overrides: list[str] = ()) -> dict[str, Any]:
     """The nnictl-format experiment config of the pipeline (trial code directory and advisor: the folder of
     the written YAML, where ``config_ref`` lies)."""
-    from .launch import _gpu_number
+    from .launch import experiment_config, training_service
     specs = search_specs(cfg)
-    service = dict(cfg.launch.training_service)
-    gpus = _gpu_number(cfg)
-    if service.get('platform') == 'local' and gpus > 0:
-        service.setdefault('useActiveGpu', True)
+    service, gpus = training_service(cfg)
     command = trial_command(cfg)
     if isinstance(service.get('worker'), dict):             # Kubeflow / FrameworkController: the worker runs it
         service['worker'] = {**service['worker'], 'command': command}
@@ -178,26 +175,13 @@ def build_pipeline_config(cfg, working_directory: str | Path, config_ref: str = 
     tuner_args: dict[str, Any] = {'config': config_ref}
     if overrides:
         tuner_args['overrides'] = list(overrides)
-    config: dict[str, Any] = {
-        'experimentName': cfg.name,
-        # Shown in the web UI; the advisor hands out the trials (a search space is not sampled).
-        'searchSpace': {'phase': {'_type': 'choice', '_value': ['search', 'retrain']},
-                        'strategy': {'_type': 'choice', '_value': sorted({s.strategy for s in specs})},
-                        'seed': {'_type': 'choice', '_value': seeds}},
-        'trialCommand': command,
-        'trialCodeDirectory': '.',
-        'trialConcurrency': cfg.launch.trial_concurrency,
-        'trialGpuNumber': gpus,
-        'maxTrialNumber': planned_trials(cfg),
-        'tuner': {'className': ADVISOR_CLASS, 'codeDirectory': '.', 'classArgs': tuner_args},
-        'experimentWorkingDirectory': str(working_directory),
-        'trainingService': service,
-    }
-    if cfg.launch.max_trial_duration:
-        config['maxTrialDuration'] = cfg.launch.max_trial_duration
-    if cfg.launch.max_experiment_duration:
-        config['maxExperimentDuration'] = cfg.launch.max_experiment_duration
-    return config
+    # Shown in the web UI; the advisor hands out the trials (a search space is not sampled).
+    search_space = {'phase': {'_type': 'choice', '_value': ['search', 'retrain']},
+                    'strategy': {'_type': 'choice', '_value': sorted({s.strategy for s in specs})},
+                    'seed': {'_type': 'choice', '_value': seeds}}
+    return experiment_config(cfg, search_space=search_space, command=command, max_trials=planned_trials(cfg),
+                             tuner={'className': ADVISOR_CLASS, 'codeDirectory': '.', 'classArgs': tuner_args},
+                             service=service, gpus=gpus, working_directory=working_directory)
 
 
 # ---------------------------------------------------------------------------------------------- the command
