@@ -8,7 +8,8 @@ training, validation (``tabular.validation`` held-out training images) and test 
 loss and accuracy of every epoch, the parameters, the FLOPs and the training time.
 
 The first seed of ``tabular.seeds`` covers every architecture, the others a fixed random ``tabular.sample``
-of them. Jobs run in a fixed shuffled order (so a partial table is a uniform sample) in
+of them. Jobs run seed by seed, each seed's in a fixed shuffled order (so a partial table is a uniform sample,
+and once the first seed is done every architecture can be looked up), in
 ``tabular.processes`` worker processes (one thread each). Rows are appended to ``table.jsonl`` one by one;
 killed at any point, the next run with the same config continues where it stopped, and a row depends
 only on (architecture, seed), never on what ran before or in parallel.
@@ -63,15 +64,15 @@ def enumerate_architectures(space, limit: int) -> list[dict[str, Any]]:
 
 
 def plan_jobs(n_architectures: int, seeds: Sequence[int], sample: int | None) -> list[tuple[int, int]]:
-    """(architecture index, seed) of every job, in the fixed shuffled order the builder runs them."""
+    """(architecture index, seed) of every job, in the fixed order the builder runs them: the first seed's
+    jobs first (every architecture, shuffled), then each later seed's sampled architectures (shuffled)."""
     rng = np.random.default_rng(_PLAN_SEED)
-    jobs = [(i, seeds[0]) for i in range(n_architectures)]
-    for seed in seeds[1:]:
-        chosen = range(n_architectures) if sample is None or sample >= n_architectures else \
-            sorted(rng.choice(n_architectures, size=sample, replace=False).tolist())
-        jobs += [(int(i), seed) for i in chosen]
-    order = rng.permutation(len(jobs))
-    return [jobs[k] for k in order]
+    per_seed = [list(range(n_architectures))]
+    for _ in seeds[1:]:
+        per_seed.append(list(range(n_architectures)) if sample is None or sample >= n_architectures else
+                        sorted(rng.choice(n_architectures, size=sample, replace=False).tolist()))
+    return [(int(indices[k]), seed) for seed, indices in zip(seeds, per_seed)
+            for k in rng.permutation(len(indices))]
 
 
 # Settings that do not change a row's numbers (how fast or how verbosely it is computed).
