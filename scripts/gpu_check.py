@@ -508,7 +508,7 @@ def protocol(args) -> int:
     import torch
     from pytorch_lightning import Callback
 
-    from nni_asng.app import runs, tasks
+    from nni_asng.app import assembly, runs
     from nni_asng.app.config import load_config
 
     gpu = args.mode == 'gpu'
@@ -549,7 +549,7 @@ def protocol(args) -> int:
     doc = {'config': str(CIFAR_CONFIG.relative_to(REPO)), 'iterations': PROTOCOL_ITERATIONS, 'device': device,
            'data': 'synthetic CIFAR-shaped images (uint8, 32x32x3) in the cifar-10-batches-py format',
            'timed_iterations': max(0, iterations - warmup - 1), 'variants': results}
-    original = tasks.search_evaluator
+    original = assembly.search_evaluator
     for variant in [v for v in args.variants.split(',') if v]:
         precision = variant.split('+')[0]
         channels_last = variant.endswith('+channels_last')
@@ -566,7 +566,7 @@ def protocol(args) -> int:
         cfg = load_config(CIFAR_CONFIG, sets)
         log(f'protocol {variant}: {iterations} iterations ({warmup} untimed) of {CIFAR_CONFIG.name} with '
             f'{" ".join(sets)}')
-        tasks.search_evaluator = with_timer
+        assembly.search_evaluator = with_timer
         started = time.time()
         record: dict[str, Any] = {'variant': variant, 'precision': precision, 'channels_last': channels_last,
                                   'overrides': sets}
@@ -577,7 +577,7 @@ def protocol(args) -> int:
             record.update(status='error', error=f'{type(err).__name__}: {err}'[:500])
             log(f'protocol {variant}: {record["error"]}')
         finally:
-            tasks.search_evaluator = original
+            assembly.search_evaluator = original
         record['wall_s'] = round(time.time() - started, 1)
         if timer.iter_ms:
             mean, median = statistics.fmean(timer.iter_ms), statistics.median(timer.iter_ms)

@@ -200,15 +200,15 @@ def test_every_strategy_resumes_mid_epoch_bit_for_bit(name, args, tmp_path, monk
     batch index 3; for multi-complexity inside its θ-only stage); resume and compare the final search state
     (θ/logits, Adam moments and EMA advantages, or the N distributions; RNGs) and weights with an
     uninterrupted run. ASNG is covered through the real CLI above; the searcher of PDAS/SNG is ASNG's."""
-    from nni_asng.app import runs, tasks
+    from nni_asng.app import assembly, runs
     from nni_asng.app.config import load_config
     from nni_asng.app.errors import SearchInterrupted
     config = write_config(tmp_path / f'{name}.yaml', data__limit=256, search__epochs=2, strategy__name=name,
                           strategy__args=args)
     cfg = load_config(config)
-    make_evaluator = tasks.search_evaluator
+    make_evaluator = assembly.search_evaluator
     stop: list = []
-    monkeypatch.setattr(tasks, 'search_evaluator', lambda *a, callbacks, **k: make_evaluator(
+    monkeypatch.setattr(assembly, 'search_evaluator', lambda *a, callbacks, **k: make_evaluator(
         *a, callbacks=callbacks + stop, **k))
     quiet = lambda message: None  # noqa: E731
     runs.run_search(cfg, tmp_path / 'a', log=quiet)

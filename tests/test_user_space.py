@@ -55,7 +55,7 @@ def test_factory_returning_the_wrong_thing(user_module, tmp_path, factory, messa
     from nni_asng.app.userdata import call_factory
     cfg = load_config(write_config(tmp_path / 'c.yaml', data__factory=f'{MODULE}:{factory}', data__factory_args={}))
     with pytest.raises(ConfigError) as info:
-        call_factory(cfg, 0)
+        call_factory(cfg.data.factory, cfg.data.factory_args, 0)
     assert message in str(info.value) and factory in str(info.value), str(info.value)
 
 
@@ -63,9 +63,9 @@ def test_factory_arguments_and_shapes(user_module, tmp_path):
     from nni_asng.app.userdata import call_factory
     cfg = load_config(write_config(tmp_path / 'c.yaml', data__factory_args={'n': 64, 'bogus': 1}))
     with pytest.raises(ConfigError, match=r"rejects data.factory_args \{'n': 64, 'bogus': 1\}"):
-        call_factory(cfg, 0)
+        call_factory(cfg.data.factory, cfg.data.factory_args, 0)
     cfg = load_config(write_config(tmp_path / 'd.yaml', data__factory=f'{MODULE}:as_dict', data__factory_args={}))
-    data = call_factory(cfg, 0)
+    data = call_factory(cfg.data.factory, cfg.data.factory_args, 0)
     assert data.input_shape == (1, 12, 12) and data.num_classes == 4
     assert data.batch_sizes == {'train': 16, 'val': None} and len(data.datasets['train']) == 64
 

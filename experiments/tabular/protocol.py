@@ -230,10 +230,10 @@ def settings_digest(base_text: str, extra: Sequence[str], epochs: int, mc_theta_
 
 def space_architectures(cfg) -> list[dict[str, Any]]:
     """Every architecture of the config's space, in the table builder's fixed order."""
-    from nni_asng.app import space_entry, tasks
+    from nni_asng.app import assembly, space_entry
     from nni_asng.app.tabulate import enumerate_architectures
     entry = space_entry(cfg.space.name)
-    info = tasks.search_data(cfg, entry).info
+    info = assembly.search_data(cfg).info
     with _quiet():
         space = entry.build_space(cfg.space.args, info)
     return enumerate_architectures(space, 10 ** 7)
@@ -341,12 +341,12 @@ def _warm_up(cfg) -> None:
     import pytorch_lightning.callbacks  # noqa: F401
     import pytorch_lightning.loggers  # noqa: F401
     from nni_asng.app import space_entry, strategy_entry
-    from nni_asng.app import plots, stopping, tasks  # noqa: F401
+    from nni_asng.app import assembly, plots, stopping, tasks  # noqa: F401
     with _quiet():
         entry = space_entry(cfg.space.name)
         entry.load_class()
         strategy_entry(cfg.strategy.name).load_class()
-        tasks.search_data(cfg, entry)                 # reads (and caches) the dataset
+        assembly.search_data(cfg)                     # reads (and caches) the dataset
 
 
 def supernet_accuracies(cfg, out: Path, archs: Sequence[Mapping[str, Any]], batches: int) -> dict[str, Any]:
@@ -359,11 +359,11 @@ def supernet_accuracies(cfg, out: Path, archs: Sequence[Mapping[str, Any]], batc
     """
     import torch
     import torch.nn.functional as F
-    from nni_asng.app import space_entry, strategy_entry, tasks
+    from nni_asng.app import assembly, space_entry, strategy_entry, tasks
 
     started, cpu_started = time.time(), time.process_time()
     entry = space_entry(cfg.space.name)
-    data = tasks.search_data(cfg, entry)
+    data = assembly.search_data(cfg)
     s_entry = strategy_entry(cfg.strategy.name)
     args = dict(cfg.strategy.args)
     if 'seed' in s_entry.parameters():
@@ -374,7 +374,7 @@ def supernet_accuracies(cfg, out: Path, archs: Sequence[Mapping[str, Any]], batc
         space = entry.build_space(cfg.space.args, data.info)
         strategy = s_entry.load_class()(**args)
         supernet = strategy.mutate_model(space)
-        module = strategy.configure_oneshot_module(tasks.make_module(entry, cfg.search.optimizer))
+        module = strategy.configure_oneshot_module(assembly.search_module(cfg))
     module.set_model(supernet)
     state = torch.load(out / 'checkpoints' / 'last.ckpt', map_location='cpu', weights_only=False)
     module.load_state_dict(state['state_dict'])

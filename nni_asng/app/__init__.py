@@ -10,6 +10,9 @@ Public API (what the experiment scripts and users call)::
 
     build_table(cfg, 'runs/table')                                          # nni-asng tabulate
     fit_fixed_network(cfg, network, train_loader, {'val': val_loader}, device='cpu')   # the one training loop
+
+    parts = build_search(cfg)          # a run's parts, built from its config (nni_asng.app.assembly):
+    parts = build_retrain(cfg, arch, seed=0, source='architecture.json')   # data, space, strategy, network, ...
 """
 import importlib
 
@@ -21,8 +24,9 @@ _EXPORTS = {
     'ArchitectureFileError': 'errors', 'ConfigError': 'errors', 'LaunchError': 'errors', 'SearchInterrupted': 'errors',
     'UserError': 'errors',
     'DataInfo': 'registry', 'space_entry': 'registry', 'strategy_entry': 'registry',
-    'RetrainResult': 'runs', 'SearchResult': 'runs', 'fit_fixed_network': 'runs', 'load_architectures': 'runs',
-    'run_retrain': 'runs', 'run_search': 'runs', 'versions': 'runs',
+    'build_retrain': 'assembly', 'build_search': 'assembly', 'fit_fixed_network': 'assembly',
+    'RetrainResult': 'runs', 'SearchResult': 'runs', 'load_architectures': 'runs', 'run_retrain': 'runs',
+    'run_search': 'runs', 'versions': 'runs',
     'TableBuild': 'tabulate', 'build_table': 'tabulate',
 }
 
@@ -30,7 +34,7 @@ __all__ = ['ExperimentConfig', 'load_config', 'parse_config', 'apply_overrides',
            'UserError', 'ConfigError', 'ArchitectureFileError', 'LaunchError', 'SearchInterrupted',
            'DataInfo', 'space_entry', 'strategy_entry',
            'run_search', 'run_retrain', 'fit_fixed_network', 'load_architectures', 'versions', 'SearchResult',
-           'RetrainResult', 'build_table', 'TableBuild']
+           'RetrainResult', 'build_search', 'build_retrain', 'build_table', 'TableBuild']
 
 
 def __getattr__(name: str):

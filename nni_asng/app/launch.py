@@ -308,10 +308,8 @@ def stop_experiment(experiment_id: str, port: int | None, pid: int | None = None
 # ---------------------------------------------------------------------------------------------- the command
 def _write_arch_files(cfg: ExperimentConfig, files: list[str | Path], folder: Path, log: Log) -> list[str]:
     """Validate every architecture against the space and write one file per architecture into archs/."""
-    from .registry import space_entry
-    from .runs import _quiet_warnings, load_architectures, validate_architecture
-    from .tasks import retrain_data
-    entry = space_entry(cfg.space.name)
+    from .assembly import _quiet_warnings, retrain_data, validate_architecture
+    from .runs import load_architectures
     info = None
     names: list[str] = []
     for path in files:
@@ -319,7 +317,7 @@ def _write_arch_files(cfg: ExperimentConfig, files: list[str | Path], folder: Pa
         archs = load_architectures(path, cfg)
         if info is None:
             with _quiet_warnings():
-                info = retrain_data(cfg, entry, cfg.seed).info
+                info = retrain_data(cfg, cfg.seed).info
         for i, arch in enumerate(archs):
             validate_architecture(cfg, arch, info, path)
             stem = path.stem if len(archs) == 1 else f'{path.stem}_{i}'

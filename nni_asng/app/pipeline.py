@@ -199,15 +199,12 @@ def _with_retrain_seeds(cfg, seeds):
 
 def _check_inputs(cfg, log: Log) -> None:
     """Fail now, not in a trial, on data that cannot be read or a space that rejects its arguments."""
-    from . import tasks
-    from .registry import space_entry
-    from .runs import _quiet_warnings
-    entry = space_entry(cfg.space.name)
+    from .assembly import _quiet_warnings, search_data, search_space
     spec = search_specs(cfg)[0]
     first = search_config(cfg, spec)
     with _quiet_warnings():
-        data = tasks.search_data(first, entry)
-        entry.build_space(first.space.args, data.info)
+        data = search_data(first)
+        search_space(first, data.info)
     log(f'{len(search_specs(cfg))} search(es) of space {cfg.space.name!r} on {data.sizes[0]} + {data.sizes[1]} '
         f'examples (D_x + D_θ), then {len(cfg.retrain.seeds)} retraining seed(s) per exported architecture')
 

@@ -21,6 +21,9 @@ counters and, via ``on_load_checkpoint``, the strategy's search state.
 ``run_retrain`` trains the fixed network of an exported architecture and writes ``retrain.json``.
 Inside an NNI trial it reports every evaluation with ``nni.report_intermediate_result`` and the test
 metric with ``nni.report_final_result``.
+
+What both run (data, space, strategy, evaluator, fixed network, trainer) is built from the config by
+:mod:`nni_asng.app.assembly`; this module checks and writes the output folder around it.
 """
 from __future__ import annotations
 
@@ -31,21 +34,21 @@ import os
 import platform
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable
 
 import torch
 
+from . import assembly
+from .assembly import _quiet_warnings
 from .config import ExperimentConfig, dump_config
 from .errors import ArchitectureFileError, ConfigError, SearchInterrupted, UserError
 from .outputs import check_output, prepare_output, read_json, write_json, write_text
 from ..model_size import count_parameters
-from .registry import scale_to_budget, space_entry, strategy_entry
+from .registry import space_entry
 
-__all__ = ['run_search', 'run_retrain', 'fit_fixed_network', 'SearchResult', 'RetrainResult', 'load_architectures',
-           'versions']
+__all__ = ['run_search', 'run_retrain', 'SearchResult', 'RetrainResult', 'load_architectures', 'versions']
 
 _logger = logging.getLogger(__name__)
 Log = Callable[[str], None]
@@ -80,44 +83,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-@contextlib.contextmanager
-def _quiet_warnings():
-    with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', message='.*is found to be not a nn.Module.*')
-        warnings.filterwarnings('ignore', message='.*does not have many workers.*')
-        warnings.filterwarnings('ignore', message='.*The number of training batches.*')
-        warnings.filterwarnings('ignore', message='.*Validation dataloaders are missing.*')
-        warnings.filterwarnings('ignore', category=DeprecationWarning)
-        yield
-
-
-def _set_threads(threads: int | None) -> None:
-    if threads is not None:
-        torch.set_num_threads(threads)
-
-
 # ---------------------------------------------------------------------------------------------- search
-def _build_strategy(cfg: ExperimentConfig, info):
-    entry = strategy_entry(cfg.strategy.name)
-    cls = entry.load_class()
-    args = dict(cfg.strategy.args)
-    params = entry.parameters()
-    if 'gradient_clip_val' in params:
-        args['gradient_clip_val'] = cfg.search.gradient_clip
-    elif cfg.search.gradient_clip is not None:
-        _logger.warning('strategy %s cannot clip gradients; search.gradient_clip is ignored', entry.name)
-    if 'log_every_n_steps' in params:
-        args['log_every_n_steps'] = cfg.search.log_every_n_steps
-    if 'seed' in params:
-        args['seed'] = cfg.seed
-    if entry.name == 'multi_complexity' and args.get('complexity') == 'flops' and 'input_shape' not in args:
-        args['input_shape'] = list(info.input_shape)
-    try:
-        return entry, cls(**args)
-    except (ValueError, TypeError) as err:   # the strategies check their hyperparameters
-        raise ConfigError(f'{cfg.source}: strategy.args: {err}') from err
-
-
 def world_size(cfg: ExperimentConfig) -> int:
     return cfg.search.devices * cfg.search.num_nodes
 
@@ -191,13 +157,11 @@ def _check_checkpoint_file(ckpt: Path) -> None:
 def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *, resume: bool = False,
                overwrite: bool = False, log: Log = print) -> SearchResult:
     """One-shot search as configured; writes the files listed in the module docstring."""
-    import pytorch_lightning as pl
     from nni.nas.experiment import NasExperiment
     from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger
 
     from . import tasks
-
     from .stopping import GracefulStop
 
     out = Path(output) if output is not None else cfg.output_dir
@@ -211,14 +175,8 @@ def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *
     ckpt = _check_resume(out, cfg) if resume else None
 
     # Build everything that can fail on user input before the output folder is touched.
-    space_e = space_entry(cfg.space.name)
-    device = tasks.resolve_device(cfg.search.device)
-    _set_threads(cfg.search.threads)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    data = tasks.search_data(cfg, space_e)
-    with _quiet_warnings():
-        space = space_e.build_space(cfg.space.args, data.info)
-    strategy_e, strategy = _build_strategy(cfg, data.info)
+    parts = assembly.build_search(cfg)
+    strategy, strategy_e, data, device = parts.strategy, parts.strategy_entry, parts.data, parts.device
 
     if rank == 0:
         out = prepare_output(out, resume=resume, overwrite=overwrite, what='search results')
@@ -236,14 +194,13 @@ def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *
                                          save_last=True, every_n_train_steps=cfg.search.checkpoint_every_n_steps))
     from ..evaluators.classification import in_nni_trial
     if rank == 0 and in_nni_trial():  # a trial of an NNI experiment: progress to the web UI (nni_asng.app.trial)
-        from .trial import SearchTrialReporter
-        callbacks.append(SearchTrialReporter(cfg, space_e, data, out))
+        callbacks.append(assembly.trial_reporter(cfg, parts, out))
     # A resumed run logs beside the first one (Lightning's CSV logger would replace its metrics.csv).
     version = time.strftime('resumed_%Y%m%d-%H%M%S') if resume else ''
     logger = CSVLogger(save_dir=str(out), name='logs', version=version)
-    evaluator = tasks.search_evaluator(cfg, space_e, data, callbacks=callbacks, logger=logger, device=device,
-                                       default_root_dir=str(out), fit_kwargs=fit_kwargs)
-    exp = NasExperiment(space, evaluator, strategy)
+    evaluator = assembly.search_evaluator(cfg, parts, callbacks=callbacks, logger=logger,
+                                          default_root_dir=str(out), fit_kwargs=fit_kwargs)
+    exp = NasExperiment(parts.space, evaluator, strategy)
     exp.config.experiment_name = cfg.name
     exp.config.experiment_working_directory = str((out / 'nni-experiments').resolve())
 
@@ -283,7 +240,7 @@ def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
                if v.numel() == 1 and not k.startswith('arch/argmax/')}
 
-    result = _write_search_results(cfg, out, exp, strategy, strategy_e, space_e, space, data, wall, log)
+    result = _write_search_results(cfg, out, exp, parts, wall, log)
     result.metrics = metrics
     summary.update(status='done', wall_time_s=wall, final_metrics=metrics, accelerator=tasks.accelerator_info(device),
                    global_step=int(trainer.global_step), epochs=int(trainer.current_epoch),
@@ -311,8 +268,9 @@ def _arch_document(cfg: ExperimentConfig, **extra) -> dict[str, Any]:
             'dataset': cfg.data.dataset, **extra}
 
 
-def _write_search_results(cfg, out, exp, strategy, strategy_e, space_e, space, data, wall, log) -> SearchResult:
+def _write_search_results(cfg, out, exp, parts: assembly.SearchParts, wall, log) -> SearchResult:
     from . import plots
+    strategy, strategy_e = parts.strategy, parts.strategy_entry
     module = strategy.oneshot_module
     history = list(strategy.history) if strategy_e.ours else []
     write_json(out / 'history.json', history)
@@ -325,7 +283,7 @@ def _write_search_results(cfg, out, exp, strategy, strategy_e, space_e, space, d
 
     distribution_title = f'{cfg.name}: final distribution (red: exported choice)'
     if strategy_e.name == 'multi_complexity':
-        rows = _multi_complexity_rows(cfg, strategy, space_e, space, data)
+        rows = _multi_complexity_rows(cfg, parts)
         arch_file = write_json(out / 'architectures.json', _arch_document(cfg, architectures=rows))
         architectures = [r['architecture'] for r in rows]
         # probabilities.json holds the distribution of the first ε; frame that ε's architecture
@@ -352,9 +310,10 @@ def _write_search_results(cfg, out, exp, strategy, strategy_e, space_e, space, d
     return SearchResult(out, architectures, arch_file, wall)
 
 
-def _multi_complexity_rows(cfg, strategy, space_e, space, data) -> list[dict[str, Any]]:
+def _multi_complexity_rows(cfg, parts: assembly.SearchParts) -> list[dict[str, Any]]:
     """Per ε: architecture, exact parameter count of its fixed network, predicted count and the validation
     loss of the trained supernet on a few D_θ batches; smallest network first."""
+    strategy, data = parts.strategy, parts.data
     results = strategy.results()
     metric = strategy.complexity_table.metric if strategy.complexity_table is not None else 'params'
     losses = _supernet_losses(strategy, [r['architecture'] for r in results], data.val, cfg.search.evaluate_batches)
@@ -362,7 +321,7 @@ def _multi_complexity_rows(cfg, strategy, space_e, space, data) -> list[dict[str
     for r, loss in zip(results, losses):
         arch = r['architecture']
         with _quiet_warnings():
-            params = count_parameters(space_e.build_fixed(arch, cfg.space.args, data.info))
+            params = count_parameters(parts.space_entry.build_fixed(arch, cfg.space.args, data.info))
         rows.append({'epsilon': r['epsilon'], 'params': params, f'predicted_{metric}': r.get(metric),
                      'val_loss': loss, 'architecture': arch})
     rows.sort(key=lambda row: (row['params'], row['epsilon']))
@@ -443,25 +402,11 @@ def _select(archs: list[dict], index: int | None, path) -> tuple[dict, int]:
     return archs[index], index
 
 
-def validate_architecture(cfg: ExperimentConfig, arch: Mapping[str, Any], info, path) -> None:
-    """Check ``arch`` against the configured search space; errors name the offending label."""
-    from ..oneshot import ArchitectureError, SearchSpaceEncoding
-    entry = space_entry(cfg.space.name)
-    with _quiet_warnings():
-        space = entry.build_space(cfg.space.args, info)
-    try:
-        SearchSpaceEncoding(space).validate(arch)
-    except ArchitectureError as err:
-        raise ArchitectureFileError(f'{path} does not match space {cfg.space.name!r} '
-                                    f'(args {dict(cfg.space.args)}): {err}') from None
-
-
 def run_retrain(cfg: ExperimentConfig, arch_path: str | os.PathLike, *, seed: int | None = None,
                 index: int | None = None, output: str | os.PathLike | None = None, overwrite: bool = False,
                 log: Log = print, report_to_nni: bool = False) -> RetrainResult:
     """Train the fixed network of an exported architecture with the ``retrain`` settings."""
     import nni
-    import pytorch_lightning as pl
     from pytorch_lightning.loggers import CSVLogger
 
     from . import tasks
@@ -469,32 +414,21 @@ def run_retrain(cfg: ExperimentConfig, arch_path: str | os.PathLike, *, seed: in
     seed = cfg.retrain.seeds[0] if seed is None else seed
     archs = load_architectures(arch_path, cfg)
     arch, index = _select(archs, index, arch_path)
-    entry = space_entry(cfg.space.name)
-    device = tasks.resolve_device(cfg.retrain.device)
-    _set_threads(cfg.retrain.threads)
     if output is None:
         output = cfg.output_dir / (f'retrain_seed{seed}' if len(archs) == 1 else f'retrain_arch{index}_seed{seed}')
     check_output(output, overwrite=overwrite, what='retraining results')
 
-    pl.seed_everything(seed, workers=True, verbose=False)
-    data = tasks.retrain_data(cfg, entry, seed)
-    validate_architecture(cfg, arch, data.info, arch_path)
-    space_args = {**cfg.space.args, **cfg.retrain.space_args}
-    if cfg.retrain.param_budget:
-        with _quiet_warnings():
-            space_args, _ = scale_to_budget(entry, arch, space_args, data.info, cfg.retrain.param_budget, log)
-    with _quiet_warnings():
-        network = entry.build_fixed(arch, space_args, data.info)
-    params = count_parameters(network)
-    metric, extra = tasks.report_metric(entry)
+    parts = assembly.build_retrain(cfg, arch, seed, source=arch_path, log=log)
+    data, device, params = parts.data, parts.device, parts.params
+    metric, extra = tasks.report_metric(parts.space_entry)
     log(f'retrain: {cfg.space.name} architecture {index} of {arch_path} ({params:,} parameters), seed {seed}, '
         f'{cfg.retrain.epochs} epoch(s) on {data.sizes[0]} training images, {device}')
 
     out = prepare_output(output, overwrite=overwrite, what='retraining results')
-    reporter = tasks.report_callback(entry)
+    reporter = tasks.report_callback(parts.space_entry)
     logger = CSVLogger(save_dir=str(out), name='logs', version='')
     record: dict[str, Any] = {'name': cfg.name, 'command': 'retrain', 'status': 'running', 'space': cfg.space.name,
-                              'space_args': space_args, 'architecture_file': str(arch_path), 'index': index,
+                              'space_args': parts.space_args, 'architecture_file': str(arch_path), 'index': index,
                               'architecture': arch, 'seed': seed, 'params': params, 'device': device,
                               'train_size': data.sizes[0], 'test_size': data.sizes[1],
                               'config': cfg.model_dump(mode='json'), 'versions': versions()}
@@ -502,8 +436,8 @@ def run_retrain(cfg: ExperimentConfig, arch_path: str | os.PathLike, *, seed: in
     started = time.time()
     try:
         with _quiet_warnings():
-            trainer = fit_fixed_network(cfg, network, data.train, {'val': data.val}, device=device,
-                                        callbacks=[reporter], logger=logger, default_root_dir=str(out))
+            trainer = assembly.fit_fixed_network(cfg, parts.network, data.train, {'val': data.val}, device=device,
+                                                 callbacks=[reporter], logger=logger, default_root_dir=str(out))
             last = reporter.reported[-1] if reporter.reported else None
             if last is None or last['epoch'] != trainer.current_epoch - 1 or trainer.interrupted:
                 trainer.validate(trainer.lightning_module, data.val, verbose=False)   # evaluate the final weights
@@ -530,25 +464,3 @@ def run_retrain(cfg: ExperimentConfig, arch_path: str | os.PathLike, *, seed: in
                                  'params': params})
     return RetrainResult(out, metric, final[metric], final, params, wall)
 
-
-def fit_fixed_network(cfg: ExperimentConfig, network: torch.nn.Module, train_loader, eval_loaders: Mapping[str, Any],
-                      *, device: str, callbacks: Sequence = (), logger: Any = False,
-                      default_root_dir: str | None = None, **trainer_overrides):
-    """Train a fixed network with the config's ``retrain`` recipe; returns the fitted Lightning trainer.
-
-    The one way nni-asng trains a fixed architecture (``nni-asng retrain``, launched trials, the tabular
-    benchmark's builder): the task's module with the ``retrain.optimizer`` recipe and the ``retrain``
-    trainer settings. ``eval_loaders`` maps metric prefixes to loaders evaluated after every
-    ``retrain.eval_every_n_epochs`` epochs (``{'val': test}`` logs ``val_acc``; ``{'val': v, 'test': t}`` both).
-    """
-    from . import tasks
-    entry = space_entry(cfg.space.name)
-    r = cfg.retrain
-    module = tasks.make_module(entry, r.optimizer, aux_weight=r.aux_weight, drop_path_prob=r.drop_path_prob,
-                               label_smoothing=r.label_smoothing)
-    module.set_model(network)
-    module.eval_stages = tuple(eval_loaders)
-    trainer = tasks.retrain_trainer(cfg, entry, device=device, callbacks=list(callbacks), logger=logger,
-                                    default_root_dir=default_root_dir, **trainer_overrides)
-    trainer.fit(module, train_loader, list(eval_loaders.values()))
-    return trainer

@@ -1,7 +1,7 @@
 """``nni-asng tabulate CONFIG``: build a tabular benchmark of a cell space on real data.
 
 Every architecture of the config's space (all choices categorical; at most ``tabular.max_architectures``)
-is trained with the config's ``retrain`` recipe by :func:`nni_asng.app.runs.fit_fixed_network` — the code
+is trained with the config's ``retrain`` recipe by :func:`nni_asng.app.assembly.fit_fixed_network` — the code
 ``nni-asng retrain`` uses — on exactly the images a search of that config sees (the ``data.limit`` subset
 drawn with ``data.subset_seed``, at ``data.resolution``). Per architecture and seed a row records the
 training, validation (``tabular.validation`` held-out training images) and test (the official test split)
@@ -136,9 +136,9 @@ def build_table(cfg: ExperimentConfig, output: str | os.PathLike, *, processes: 
                 device: str | None = None, max_jobs: int | None = None,
                 log: Callable[[str], None] = print) -> TableBuild:
     """Build (or continue) the table of ``cfg`` in ``output``; see the module docstring."""
-    from . import tasks
+    from . import assembly, tasks
     from .registry import space_entry
-    from .runs import _quiet_warnings, versions
+    from .runs import versions
 
     entry = space_entry(cfg.space.name)
     if entry.task != 'classification':
@@ -147,9 +147,8 @@ def build_table(cfg: ExperimentConfig, output: str | os.PathLike, *, processes: 
     processes = processes or cfg.tabular.processes
     out = Path(output)
     _check_meta(out, cfg)
-    train, _, _, info = _datasets(cfg)
-    with _quiet_warnings():
-        space = entry.build_space(cfg.space.args, info)
+    train, _, _, info = assembly.table_data(cfg)
+    space = assembly.search_space(cfg, info)
     archs = enumerate_architectures(space, cfg.tabular.max_architectures)
     jobs = plan_jobs(len(archs), cfg.tabular.seeds, cfg.tabular.sample)
 
@@ -203,56 +202,32 @@ def build_table(cfg: ExperimentConfig, output: str | os.PathLike, *, processes: 
     return TableBuild(out, total, len(jobs), total == len(jobs), wall)
 
 
-def _datasets(cfg: ExperimentConfig):
-    """(train = the search's images, validation = held-out training images, test = the test split, info)."""
-    from ..data import ImageClassificationDataset
-    from .registry import DataInfo
-    d, r = cfg.data, cfg.retrain
-    subset_seed = cfg.seed if d.subset_seed is None else d.subset_seed
-    common = dict(name=d.dataset, root=d.root, resolution=d.resolution)
-    train = ImageClassificationDataset(split='train', limit=d.limit, seed=subset_seed, subset_seed=subset_seed,
-                                       augment=r.augment, **common)
-    val = ImageClassificationDataset(split='train', half='holdout', limit=d.limit, seed=subset_seed,
-                                     subset_seed=subset_seed, holdout=cfg.tabular.validation, **common)
-    test = ImageClassificationDataset(split='test', **common)
-    info = DataInfo(in_channels=train.input_shape[0], num_classes=train.num_classes, input_shape=train.input_shape)
-    return train, val, test, info
-
-
 # ---------------------------------------------------------------------------------------------- workers
 _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(cfg_dump: dict, source: str | None, device: str) -> None:
     import torch
+
+    from .assembly import table_data
     torch.set_num_threads(1)
     cfg = ExperimentConfig.model_validate(cfg_dump)
     cfg.source = source
-    _WORKER.update(cfg=cfg, device=device, data=_datasets(cfg))
+    _WORKER.update(cfg=cfg, device=device, data=table_data(cfg))
 
 
 def _train_job(job: tuple[int, dict[str, Any], int]) -> dict[str, Any]:
-    import pytorch_lightning as pl
-
-    from . import tasks
     from ..evaluators.classification import EpochHistory
     from ..model_size import count_flops, count_parameters
-    from .registry import space_entry
-    from .runs import _quiet_warnings, fit_fixed_network
+    from .assembly import _quiet_warnings, fit_fixed_network, table_loaders, table_network
 
     index, arch, seed = job
     cfg, device = _WORKER['cfg'], _WORKER['device']
     train, val, test, info = _WORKER['data']
-    r = cfg.retrain
-    entry = space_entry(cfg.space.name)
-    pl.seed_everything(seed, workers=True, verbose=False)
-    with _quiet_warnings():
-        network = entry.build_fixed(arch, {**cfg.space.args, **r.space_args}, info)
+    network = table_network(cfg, arch, info, seed)
     params = count_parameters(network)
     flops = count_flops(network, info.input_shape)
-    workers = cfg.data.num_workers
-    loaders = (tasks._loader(train, r.batch_size, workers, True), tasks._loader(val, 256, workers, False),
-               tasks._loader(test, 256, workers, False))
+    loaders = table_loaders(cfg, train, val, test)
     history = EpochHistory()
     started = time.process_time(), time.time()
     with _quiet_warnings():

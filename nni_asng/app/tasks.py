@@ -1,15 +1,16 @@
-"""Data loaders and evaluators per task (classification, inpainting) for search and retraining.
+"""Data loaders, Lightning modules and trainer pieces per task (classification, inpainting), from plain arguments.
 
-Search: the (``data.limit``) training split halved into D_x (weights) and D_θ (architecture), both
-shuffled (asng-nas §3.2). Retraining: the whole training split (or ``retrain.limit``) and the test split.
-Inpainting wraps the same images, in [0, 1], in :class:`nni_asng.data.inpainting.InpaintingDataset`.
+Search: the (``limit``-ed) training split halved into D_x (weights) and D_θ (architecture), both shuffled
+(asng-nas §3.2). Retraining: the whole training split (or its ``limit``) and the test split. Inpainting wraps the
+same images, in [0, 1], in :class:`nni_asng.data.inpainting.InpaintingDataset`. Nothing here reads an experiment
+config: :mod:`nni_asng.app.assembly` builds a run's parts from one and passes the values in.
 """
 from __future__ import annotations
 
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import nni
 import pytorch_lightning as pl
@@ -18,12 +19,11 @@ from lightning_fabric.plugins import TorchCheckpointIO
 from nni.nas.evaluator.pytorch import DataLoader
 from torch.utils.data import Dataset
 
-from .config import ExperimentConfig, OptimizerConfig
 from ..evaluators.classification import ClassificationModule, NniReportCallback, OptimizerRecipe
 from .registry import DataInfo, SpaceEntry
 
-__all__ = ['TaskData', 'search_data', 'retrain_data', 'search_evaluator', 'make_module', 'report_metric',
-           'ChannelsLast', 'trainer_precision', 'accelerator_info',
+__all__ = ['TaskData', 'search_data', 'retrain_data', 'make_module', 'report_metric', 'report_callback',
+           'ChannelsLast', 'trainer_precision', 'trainer_device_kwargs', 'accelerator_info',
            'ExpandChannels', 'resolve_device', 'AtomicCheckpointIO']
 
 
@@ -91,12 +91,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
-def _wrap(dataset, cfg: ExperimentConfig, entry: SpaceEntry, train: bool):
+def _wrap(dataset, entry: SpaceEntry, train: bool, masking: Mapping[str, Any]):
     if entry.task == 'inpainting':
         from ..data.inpainting import InpaintingDataset
-        d = cfg.data
-        return InpaintingDataset(dataset, mask=d.mask or 'center', train=train, seed=cfg.seed,
-                                 center_fraction=d.center_fraction, pixel_fraction=d.pixel_fraction)
+        return InpaintingDataset(dataset, train=train, **masking)
     if entry.input_channels is not None and dataset.input_shape[0] != entry.input_channels:
         return ExpandChannels(dataset, entry.input_channels)
     return dataset
@@ -122,46 +120,42 @@ def _pin_memory(device: str) -> bool:
     return device in ('auto', 'cuda') and torch.cuda.is_available()
 
 
-def search_data(cfg: ExperimentConfig, entry: SpaceEntry) -> TaskData:
-    """Shuffled loaders over D_x and D_θ, the halves of the (limited) training split.
+def search_data(entry: SpaceEntry, dataset: str, root: str | None, *, limit, seed: int, subset_seed: int | None,
+                resolution: int | None, augment: bool, batch_size: int, num_workers: int, device: str,
+                masking: Mapping[str, Any]) -> TaskData:
+    """Shuffled loaders over D_x and D_θ, the halves of the (limited) training split of ``dataset``.
 
-    They are :class:`~nni_asng.data.resumable.ResumableDataLoader` objects (order drawn from the seed and
+    They are :class:`~nni_asng.data.resumable.ResumableDataLoader` objects (order drawn from ``seed`` and
     the epoch; position saved in checkpoints), so ``--resume`` from a mid-epoch checkpoint continues
-    with the batches the interrupted search would have seen.
+    with the batches the interrupted search would have seen. ``masking``: the keyword arguments of
+    :class:`~nni_asng.data.inpainting.InpaintingDataset` (mask, seed, fractions) of an inpainting task.
     """
-    if cfg.data.factory:                     # the user's own data (nni_asng.app.userdata)
-        from . import userdata
-        return userdata.search_data(cfg, entry)
     from ..data import search_datasets
     from ..data.loaders import resumable_loader
-    d = cfg.data
-    d_x, d_theta = search_datasets(d.dataset, d.root, limit=d.limit, seed=cfg.seed, augment=d.augment,
-                                   normalize=entry.task != 'inpainting', subset_seed=d.subset_seed,
-                                   resolution=d.resolution)
+    d_x, d_theta = search_datasets(dataset, root, limit=limit, seed=seed, augment=augment,
+                                   normalize=entry.task != 'inpainting', subset_seed=subset_seed,
+                                   resolution=resolution)
     info = _info(d_x, entry)
-    train, val = _wrap(d_x, cfg, entry, True), _wrap(d_theta, cfg, entry, True)
-    workers = dict(num_workers=d.num_workers, persistent_workers=d.num_workers > 0,
-                   pin_memory=_pin_memory(cfg.search.device))
-    return TaskData(resumable_loader(train, d.batch_size, (cfg.seed, 1), **workers),
-                    resumable_loader(val, d.batch_size, (cfg.seed, 2), **workers), info, (len(train), len(val)))
+    train, val = _wrap(d_x, entry, True, masking), _wrap(d_theta, entry, True, masking)
+    workers = dict(num_workers=num_workers, persistent_workers=num_workers > 0, pin_memory=_pin_memory(device))
+    return TaskData(resumable_loader(train, batch_size, (seed, 1), **workers),
+                    resumable_loader(val, batch_size, (seed, 2), **workers), info, (len(train), len(val)))
 
 
-def retrain_data(cfg: ExperimentConfig, entry: SpaceEntry, seed: int) -> TaskData:
-    """Shuffled training loader (whole split, or ``retrain.limit``) and ordered test loader."""
-    if cfg.data.factory:                     # the user's own data (nni_asng.app.userdata)
-        from . import userdata
-        return userdata.retrain_data(cfg, entry, seed)
+def retrain_data(entry: SpaceEntry, dataset: str, root: str | None, *, limit, test_limit, seed: int,
+                 subset_seed: int | None, resolution: int | None, augment: bool, cutout: bool | int, batch_size: int,
+                 num_workers: int, device: str, masking: Mapping[str, Any]) -> TaskData:
+    """Shuffled training loader (whole split, or ``limit``) and ordered test loader (``test_limit``)."""
     from ..data import retrain_datasets
-    d, r = cfg.data, cfg.retrain
-    train, test = retrain_datasets(d.dataset, d.root, limit=r.limit, test_limit=r.test_limit or 1.0, seed=seed,
-                                   augment=r.augment, normalize=entry.task != 'inpainting',
-                                   cutout=r.cutout if entry.task == 'classification' else 0,
-                                   subset_seed=d.subset_seed, resolution=d.resolution)
+    train, test = retrain_datasets(dataset, root, limit=limit, test_limit=test_limit, seed=seed,
+                                   augment=augment, normalize=entry.task != 'inpainting',
+                                   cutout=cutout if entry.task == 'classification' else 0,
+                                   subset_seed=subset_seed, resolution=resolution)
     info = _info(train, entry)
-    train, test = _wrap(train, cfg, entry, True), _wrap(test, cfg, entry, False)
-    pin = _pin_memory(r.device)
-    return TaskData(_loader(train, r.batch_size, d.num_workers, True, pin), _loader(test, r.batch_size, d.num_workers,
-                                                                                  False, pin),
+    train, test = _wrap(train, entry, True, masking), _wrap(test, entry, False, masking)
+    pin = _pin_memory(device)
+    return TaskData(_loader(train, batch_size, num_workers, True, pin), _loader(test, batch_size, num_workers,
+                                                                              False, pin),
                     info, (len(train), len(test)))
 
 
@@ -194,16 +188,16 @@ def _inpainting_module_class():
 _INPAINTING_MODULE = None
 
 
-def make_module(entry: SpaceEntry, optimizer: OptimizerConfig, *, aux_weight: float = 0.4,
+def make_module(entry: SpaceEntry, recipe: Mapping[str, Any], *, aux_weight: float = 0.4,
                 drop_path_prob: float = 0.0, label_smoothing: float = 0.0):
-    """The task's Lightning module with the optimizer recipe."""
+    """The task's Lightning module with the optimizer ``recipe`` (:class:`OptimizerRecipe`'s arguments)."""
     global _INPAINTING_MODULE
     if entry.task == 'inpainting':
         if _INPAINTING_MODULE is None:
             _INPAINTING_MODULE = _inpainting_module_class()
-        return _INPAINTING_MODULE(**optimizer.recipe())
+        return _INPAINTING_MODULE(**recipe)
     return ClassificationModule(aux_weight=aux_weight, drop_path_prob=drop_path_prob, label_smoothing=label_smoothing,
-                                **optimizer.recipe())
+                                **recipe)
 
 
 def report_metric(entry: SpaceEntry) -> tuple[str, tuple[str, ...]]:
@@ -211,38 +205,6 @@ def report_metric(entry: SpaceEntry) -> tuple[str, tuple[str, ...]]:
     if entry.task == 'inpainting':
         return 'psnr', ('ssim', 'loss')
     return 'acc', ('loss',)
-
-
-def search_evaluator(cfg: ExperimentConfig, entry: SpaceEntry, data: TaskData, *, callbacks: list, logger,
-                     device: str, default_root_dir: str, fit_kwargs: dict | None = None):
-    """NNI ``Lightning`` evaluator for the one-shot search (train = D_x, val = D_θ)."""
-    from nni.nas.evaluator.pytorch.lightning import Lightning, Trainer
-    s = cfg.search
-    module = make_module(entry, s.optimizer)
-    if s.channels_last:
-        callbacks = [*callbacks, ChannelsLast()]
-    trainer = Trainer(max_epochs=s.epochs, callbacks=callbacks, logger=logger,
-                      enable_progress_bar=s.progress_bar, enable_model_summary=False,
-                      log_every_n_steps=s.log_every_n_steps, default_root_dir=default_root_dir,
-                      num_sanity_val_steps=0, limit_train_batches=s.limit_train_batches,
-                      plugins=[AtomicCheckpointIO()], precision=trainer_precision(s.precision, device, 'search'),
-                      **trainer_device_kwargs(device, s.devices, s.num_nodes))
-    return Lightning(module, trainer, train_dataloaders=data.train, val_dataloaders=data.val,
-                     fit_kwargs=fit_kwargs or {})
-
-
-def retrain_trainer(cfg: ExperimentConfig, entry: SpaceEntry, *, device: str, callbacks: list, logger,
-                    default_root_dir: str | None, **overrides) -> pl.Trainer:
-    r = cfg.retrain
-    if r.channels_last:
-        callbacks = [*callbacks, ChannelsLast()]
-    kwargs = dict(max_epochs=r.epochs, callbacks=callbacks, logger=logger, enable_progress_bar=r.progress_bar,
-                  enable_model_summary=False, gradient_clip_val=r.gradient_clip,
-                  check_val_every_n_epoch=r.eval_every_n_epochs, num_sanity_val_steps=0,
-                  limit_train_batches=r.limit_train_batches, default_root_dir=default_root_dir,
-                  log_every_n_steps=10, precision=trainer_precision(r.precision, device, 'retrain'),
-                  **trainer_device_kwargs(device))
-    return pl.Trainer(**{**kwargs, **overrides})
 
 
 def trainer_precision(precision: str, device: str, section: str) -> str:

@@ -247,23 +247,25 @@ def evaluate_architecture(module, arch: Mapping[str, Any] | None, loader, task: 
 
 # ---------------------------------------------------------------------------------------------- reporter
 class SearchTrialReporter(pl.Callback):
-    """Reports the search's progress to NNI (see the module docstring); added by ``run_search`` in a trial.
+    """Reports the search's progress to NNI (see the module docstring); added by ``run_search`` in a trial
+    (built from the config by :func:`nni_asng.app.assembly.trial_reporter`).
 
     Every report is also appended to ``<output>/trial_reports.json``.
     """
 
-    def __init__(self, cfg, space_entry, data, output: str | os.PathLike, channel: TrialChannel | None = None):
+    def __init__(self, space_entry, space_args: Mapping[str, Any], data, output: str | os.PathLike, *,
+                 every: int | None, batches: int | None, batch_size: int, channel: TrialChannel | None = None):
         from torch.utils.data import DataLoader
-        self.cfg, self.space_entry, self.info = cfg, space_entry, data.info
+        self.space_entry, self.space_args, self.info = space_entry, dict(space_args), data.info
         self.task = space_entry.task
         self.metric = 'psnr' if self.task == 'inpainting' else 'acc'
-        self.every = cfg.launch.report_every_n_steps
-        self.batches = cfg.launch.report_batches
+        self.every = every
+        self.batches = batches
         self.output = Path(output)
         self.channel = channel or TrialChannel()
         val = data.val
         dataset = _plain_twin(getattr(val, 'dataset', val))
-        self.loader = DataLoader(dataset, batch_size=getattr(val, 'batch_size', None) or cfg.data.batch_size,
+        self.loader = DataLoader(dataset, batch_size=getattr(val, 'batch_size', None) or batch_size,
                                  shuffle=False, num_workers=0)
         previous = self.output / 'trial_reports.json'
         self.reports: list[dict[str, Any]] = read_json(previous) if previous.is_file() else []   # a resumed search
@@ -278,7 +280,7 @@ class SearchTrialReporter(pl.Callback):
             try:
                 with torch.device('meta'), warnings_quiet():
                     self._params[key] = count_parameters(
-                        self.space_entry.build_fixed(arch, self.cfg.space.args, self.info))
+                        self.space_entry.build_fixed(arch, self.space_args, self.info))
             except Exception as err:  # noqa: BLE001 - a count is a bonus, never a reason to fail the search
                 _logger.warning('could not count the parameters of the argmax architecture: %s', err)
                 self._params[key] = None

@@ -22,7 +22,7 @@ callable, wrong return value, samples that are not image/label pairs).
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from torch.utils.data import DataLoader as TorchDataLoader
@@ -133,11 +133,10 @@ def _count_labels(dataset) -> int:
     return int(torch.as_tensor(labels).max()) + 1
 
 
-def call_factory(cfg, seed: int) -> UserData:
-    """Call ``cfg.data.factory`` with ``cfg.data.factory_args`` (and ``seed``) and check what it returns."""
-    spec = cfg.data.factory
+def call_factory(spec: str, factory_args: Mapping[str, Any], seed: int) -> UserData:
+    """Call the factory ``spec`` names with ``factory_args`` (and ``seed``) and check what it returns."""
     factory = load_factory(spec)
-    kwargs = dict(cfg.data.factory_args)
+    kwargs = dict(factory_args)
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
@@ -149,7 +148,7 @@ def call_factory(cfg, seed: int) -> UserData:
         value = factory(**kwargs)
     except TypeError as err:
         if 'argument' in str(err):
-            raise ConfigError(f'data.factory {spec!r} rejects data.factory_args {dict(cfg.data.factory_args)}: '
+            raise ConfigError(f'data.factory {spec!r} rejects data.factory_args {dict(factory_args)}: '
                               f'{err}') from err
         raise
     return UserData(spec, value)
@@ -161,31 +160,30 @@ def _info(data: UserData):
     return DataInfo(in_channels=channels, num_classes=data.num_classes, input_shape=data.input_shape)
 
 
-def search_data(cfg, entry):
-    """D_x = the factory's train set, D_θ = its val set, as resumable shuffled loaders."""
+def search_data(spec: str, factory_args: Mapping[str, Any], *, seed: int, batch_size: int, num_workers: int):
+    """D_x = the factory's train set, D_θ = its val set, as resumable shuffled loaders (``batch_size`` where the
+    factory gave datasets, not loaders)."""
     from ..data.loaders import resumable_loader
     from .tasks import TaskData
-    data = call_factory(cfg, cfg.seed)
-    d = cfg.data
-    workers = dict(num_workers=d.num_workers, persistent_workers=d.num_workers > 0)
+    data = call_factory(spec, factory_args, seed)
+    workers = dict(num_workers=num_workers, persistent_workers=num_workers > 0)
     train, val = data.datasets['train'], data.datasets['val']
-    return TaskData(resumable_loader(train, data.batch_sizes['train'] or d.batch_size, (cfg.seed, 1), **workers),
-                    resumable_loader(val, data.batch_sizes['val'] or d.batch_size, (cfg.seed, 2), **workers),
+    return TaskData(resumable_loader(train, data.batch_sizes['train'] or batch_size, (seed, 1), **workers),
+                    resumable_loader(val, data.batch_sizes['val'] or batch_size, (seed, 2), **workers),
                     _info(data), (len(train), len(val)))
 
 
-def retrain_data(cfg, entry, seed: int):
+def retrain_data(spec: str, factory_args: Mapping[str, Any], *, seed: int, batch_size: int, num_workers: int):
     """The factory's train set (shuffled) and its test set (its val set when it has none, in order)."""
     from nni.nas.evaluator.pytorch import DataLoader
     from .tasks import TaskData
-    data = call_factory(cfg, seed)
-    r, d = cfg.retrain, cfg.data
+    data = call_factory(spec, factory_args, seed)
     train = data.datasets['train']
     test_name = 'test' if 'test' in data.datasets else 'val'
     test = data.datasets[test_name]
-    batch = data.batch_sizes['train'] or r.batch_size
-    train_loader = DataLoader(train, batch_size=batch, shuffle=True, num_workers=d.num_workers,
+    batch = data.batch_sizes['train'] or batch_size
+    train_loader = DataLoader(train, batch_size=batch, shuffle=True, num_workers=num_workers,
                               drop_last=len(train) >= batch)
-    test_loader = DataLoader(test, batch_size=data.batch_sizes[test_name] or r.batch_size, shuffle=False,
-                             num_workers=d.num_workers)
+    test_loader = DataLoader(test, batch_size=data.batch_sizes[test_name] or batch_size, shuffle=False,
+                             num_workers=num_workers)
     return TaskData(train_loader, test_loader, _info(data), (len(train), len(test)))
