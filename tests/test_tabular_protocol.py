@@ -117,7 +117,7 @@ def test_protocol_smoke_on_a_partial_table(protocol, partial_table, tmp_path):
     """2 strategies x 2 seeds x 1 epoch on a 16-of-64 table: results, cache, τ, 'not in table' counts."""
     out = tmp_path / 'protocol'
     argv = ['--table', str(partial_table), '--output', str(out), '--strategies', 'asng,random', '--seeds', '2',
-            '--epochs', '1', '--kendall-archs', '6', '--kendall-batches', '2']
+            '--epochs', '1', '--kendall-archs', '24', '--kendall-batches', '2']
     lines: list[str] = []
     report = protocol.main(argv, log=lines.append)
     assert report['table']['architectures'] == 16 and report['table']['complete'] is False
@@ -131,10 +131,19 @@ def test_protocol_smoke_on_a_partial_table(protocol, partial_table, tmp_path):
             assert (s['accuracy'] is None) == (not s['in_table'])
             assert (out / 'runs' / strategy / f"seed{s['seed']}" / 'result.json').is_file()
     asng = report['strategies']['asng']
+    from nni_asng.tabular import TabularBenchmark
+    table = TabularBenchmark.load(partial_table)
+    samples = []
     for s in asng['per_seed']:
         assert s['search_cpu_s'] > 0 and s['search_wall_s'] > 0 and s['steps'] == 15   # 500 D_x images / 32
+        evaluated = json.loads((out / 'runs' / 'asng' / f"seed{s['seed']}" / 'result.json').read_text())['supernet']
+        assert len(evaluated['architectures']) == len(evaluated['accuracy']) == 24      # a sample of the space,
+        samples.append(evaluated['architectures'])
+        held = sum(arch in table for arch in evaluated['architectures'])              # τ over those the table holds
+        assert 2 <= held < 24
         tau = s['kendall']['tau']            # None where the supernet ranks every architecture the same
-        assert s['kendall']['architectures'] == 6 and (tau is None or -1 <= tau <= 1)
+        assert s['kendall']['architectures'] == held and (tau is None or -1 <= tau <= 1)
+    assert samples[0] == samples[1]          # the same sample for every search, whatever the table holds
     assert report['strategies']['random']['kendall_tau']['n'] == 0
     assert not (out / 'runs' / 'asng' / 'seed0' / 'search' / 'checkpoints' / 'last.ckpt').exists()
     text = (out / 'results.txt').read_text()
@@ -182,3 +191,26 @@ def test_short_asng_search_beats_a_random_architecture(protocol, full_table, tmp
     assert min(asng_acc) > 0.3, asng_acc                               # never a chance-level architecture
     assert np.mean(asng_acc) > table.mean_accuracy + 0.1, (asng_acc, table.mean_accuracy)
     assert np.mean(asng_pct) > random_percentile, (asng_pct, random_percentile)
+
+
+def test_cached_results_go_stale_when_a_strategy_default_changes(protocol, monkeypatch):
+    """A cached (strategy, seed) result depends on the strategy's code defaults, not only on the config."""
+    digest = protocol.settings_digest('cfg', [], 10, 10, 'advantage_nas')
+    assert digest == protocol.settings_digest('cfg', [], 10, 10, 'advantage_nas')
+    assert digest != protocol.settings_digest('cfg', [], 10, 10, 'asng')                  # other defaults
+    defaults = protocol.strategy_defaults('advantage_nas')
+    assert 'learning_rate' in defaults
+    monkeypatch.setattr(protocol, 'strategy_defaults', lambda s: {**defaults, 'learning_rate': '0.5'})
+    assert protocol.settings_digest('cfg', [], 10, 10, 'advantage_nas') != digest
+
+
+def test_sweep_values_are_written_as_yaml_reads_them(protocol):
+    import yaml
+    sys.path.insert(0, str(PROTOCOL_DIR))
+    try:
+        import sweep
+    finally:
+        sys.path.remove(str(PROTOCOL_DIR))
+    for text, value in [('3e-4', 3e-4), ('1e-5', 1e-5), ('0.1', 0.1), ('4', 4), ('2.0', 2.0)]:
+        assert yaml.safe_load(sweep.yaml_scalar(text)) == value
+    assert sweep.yaml_scalar('argmax') == 'argmax'

@@ -16,8 +16,8 @@ instead of being retrained. Printed per strategy:
 * one-sided Mann–Whitney U tests (H1: the strategy's accuracies are stochastically larger) against the
   ``random`` seeds and against the table itself (every architecture of the table once: the exact
   distribution of a uniformly random architecture's accuracy);
-* Kendall's τ between the supernet's accuracy and the table's over a fixed random sample of the table's
-  architectures (``--kendall-archs``), each evaluated with the trained supernet's weights (path
+* Kendall's τ between the supernet's accuracy and the table's over a fixed random sample of the space's
+  architectures (``--kendall-archs``; those the table holds), each evaluated with the trained supernet's weights (path
   activation, BatchNorm on batch statistics as during the search) on the first ``--kendall-batches``
   D_θ batches. Only path-sampling supernets (ours, NNI's RandomOneShot) can run one architecture; DARTS
   and GumbelDARTS mix all operations and get no τ.
@@ -222,10 +222,22 @@ def search_overrides(strategy: str, seed: int, epochs: int, mc_theta_epochs: int
     return overrides
 
 
-def settings_digest(base_text: str, extra: Sequence[str], epochs: int, mc_theta_epochs: int) -> str:
-    """What a cached search result depends on (the Kendall settings are recorded, not compared)."""
-    text = json.dumps({'config': base_text, 'set': list(extra), 'epochs': epochs, 'mc_theta_epochs': mc_theta_epochs})
+def settings_digest(base_text: str, extra: Sequence[str], epochs: int, mc_theta_epochs: int,
+                    strategy: str | None = None) -> str:
+    """What a cached search result depends on: the config, the overrides, the budget and the strategy's default
+    arguments (so a changed default makes its cached results stale). The Kendall settings are recorded, not
+    compared."""
+    text = json.dumps({'config': base_text, 'set': list(extra), 'epochs': epochs, 'mc_theta_epochs': mc_theta_epochs,
+                       **({'defaults': strategy_defaults(strategy)} if strategy and strategy != RANDOM else {})})
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def strategy_defaults(strategy: str) -> dict[str, str]:
+    """The default value of every constructor argument of the strategy (as text)."""
+    import inspect
+    from nni_asng.app import strategy_entry
+    return {name: repr(p.default) for name, p in strategy_entry(strategy).parameters().items()
+            if p.default is not inspect.Parameter.empty}
 
 
 def space_architectures(cfg) -> list[dict[str, Any]]:
@@ -252,18 +264,11 @@ def random_architecture(archs: Sequence[Mapping[str, Any]], seed: int) -> dict[s
     return dict(archs[int(np.random.default_rng([seed, 7]).integers(len(archs)))])
 
 
-def kendall_sample(archs: Sequence[Mapping[str, Any]], table, count: int) -> list[dict[str, Any]]:
-    """The first ``count`` architectures of a fixed permutation of the space that the table holds."""
-    if count <= 0:
-        return []
+def kendall_sample(archs: Sequence[Mapping[str, Any]], count: int) -> list[dict[str, Any]]:
+    """The first ``count`` architectures of a fixed permutation of the space (not of the table: a search run
+    while the table is still being built evaluates the same ones; τ is computed over those the table holds)."""
     order = np.random.default_rng(KENDALL_SEED).permutation(len(archs))
-    chosen = []
-    for i in order:
-        if archs[i] in table:
-            chosen.append(dict(archs[i]))
-            if len(chosen) == count:
-                break
-    return chosen
+    return [dict(archs[i]) for i in order[:max(count, 0)]]
 
 
 # ---------------------------------------------------------------------------------------------- one job
@@ -417,19 +422,19 @@ def _first_batches(loader, count: int, device: str) -> Iterable:
 
 
 # ---------------------------------------------------------------------------------------------- the plan
-def plan(args, base_text: str, cfg, table, archs) -> tuple[list[dict], list[dict]]:
+def plan(args, base_text: str, archs) -> tuple[list[dict], list[dict]]:
     """(jobs to run, cached records) for the requested strategies and seeds."""
-    digest = settings_digest(base_text, args.set, args.epochs, args.mc_theta_epochs)
-    settings = {'digest': digest, 'epochs': args.epochs, 'mc_theta_epochs': args.mc_theta_epochs,
+    settings = {'epochs': args.epochs, 'mc_theta_epochs': args.mc_theta_epochs,
                 'set': list(args.set), 'kendall_archs': args.kendall_archs, 'kendall_batches': args.kendall_batches}
-    sample = kendall_sample(archs, table, args.kendall_archs)
+    digests = {s: settings_digest(base_text, args.set, args.epochs, args.mc_theta_epochs, s) for s in args.strategies}
+    sample = kendall_sample(archs, args.kendall_archs)
     jobs, cached, stale = [], [], []
     for seed in range(args.seeds):                     # seed-major: a partial run covers every strategy
         for strategy in args.strategies:
             folder = args.output / 'runs' / strategy / f'seed{seed}'
             if (folder / RESULT).is_file():
                 record = _read_json(folder / RESULT)
-                if strategy != RANDOM and record.get('settings', {}).get('digest') != digest:
+                if strategy != RANDOM and record.get('settings', {}).get('digest') != digests[strategy]:
                     stale.append(str(folder))
                 else:
                     cached.append(record)
@@ -443,12 +448,13 @@ def plan(args, base_text: str, cfg, table, archs) -> tuple[list[dict], list[dict
                 continue
             jobs.append({'strategy': strategy, 'seed': seed, 'folder': str(folder), 'config_text': base_text,
                          'config_source': str(args.config or (args.table / 'meta.json')), 'set': list(args.set),
-                         'epochs': args.epochs, 'mc_theta_epochs': args.mc_theta_epochs, 'settings': settings,
+                         'epochs': args.epochs, 'mc_theta_epochs': args.mc_theta_epochs,
+                         'settings': {**settings, 'digest': digests[strategy]},
                          'kendall_archs': sample, 'kendall_batches': args.kendall_batches,
                          'keep_checkpoints': args.keep_checkpoints})
     if stale:
         raise SystemExit(f'{len(stale)} cached result(s) under {args.output} were made with other settings (config, '
-                         f'--set, --epochs or --mc-theta-epochs), e.g. {stale[0]}; use another --output, or delete '
+                         f'--set, --epochs, --mc-theta-epochs or a strategy default), e.g. {stale[0]}; use another --output, or delete '
                          'them')
     return jobs, cached
 
@@ -712,13 +718,20 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
 
     table = TabularBenchmark.load(args.table)
     base_text = base_config_text(args.table, args.config)
-    cfg = parse_config(base_text, source=str(args.config or args.table / 'meta.json'), overrides=args.set)
+    source = str(args.config or args.table / 'meta.json')
+    cfg = None
+    for strategy in args.strategies:             # fail fast: --set must be valid for every strategy searched
+        if strategy != RANDOM:
+            cfg = parse_config(base_text, source=source, overrides=search_overrides(
+                strategy, 0, args.epochs, args.mc_theta_epochs) + list(args.set))
+    if cfg is None:
+        cfg = parse_config(base_text, source=source, overrides=args.set)
     check_against_table(cfg, args.table)
     archs = space_architectures(cfg)
     settings = {'table': str(args.table), 'epochs': args.epochs, 'mc_theta_epochs': args.mc_theta_epochs,
                 'seeds': args.seeds, 'strategies': args.strategies, 'kendall_archs': args.kendall_archs,
                 'kendall_batches': args.kendall_batches, 'set': args.set, 'space_architectures': len(archs)}
-    jobs, cached = plan(args, base_text, cfg, table, archs)
+    jobs, cached = plan(args, base_text, archs)
     log(f'protocol: {len(archs)} architectures in the space, {len(table)} in the table; {len(cached)} result(s) '
         f'ready, {0 if args.report_only else len(jobs)} search(es) to run with {args.jobs} job(s) -> {args.output}')
     records = list(cached)
