@@ -82,7 +82,6 @@ import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Sequence  # noqa: E402
 
@@ -189,20 +188,13 @@ def fingerprint(state: dict[str, torch.Tensor], trainable_only_keys: Sequence[st
     return h.hexdigest()[:16]
 
 
-@contextlib.contextmanager
 def quiet():
-    """Lightning's and NNI's advice about workers, loggers and traced modules, not our business here."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', message='.*is found to be not a nn.Module.*')
-        warnings.filterwarnings('ignore', message='.*does not have many workers.*')
-        warnings.filterwarnings('ignore', message='.*The number of training batches.*')
-        warnings.filterwarnings('ignore', message='.*Validation dataloaders are missing.*')
-        warnings.filterwarnings('ignore', message='.*lr_scheduler.step\\(\\).*')
-        warnings.filterwarnings('ignore', message='.*GPU available but not used.*')
-        warnings.filterwarnings('ignore', category=DeprecationWarning)
-        warnings.filterwarnings('ignore', category=UserWarning, module='pytorch_lightning')
-        warnings.filterwarnings('ignore', category=UserWarning, module='lightning_fabric')
-        yield
+    """Lightning's and NNI's advice about workers, loggers and traced modules, not our business here:
+    :func:`nni_asng.app.quiet_warnings`, also muting the scheduler-order and unused-GPU advice and Lightning's
+    other UserWarnings."""
+    from nni_asng.app import quiet_warnings
+    return quiet_warnings(r'.*lr_scheduler.step\(\).*', '.*GPU available but not used.*',
+                          modules=('pytorch_lightning', 'lightning_fabric'))
 
 
 def make_space(args) -> nn.Module:

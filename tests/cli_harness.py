@@ -1,23 +1,26 @@
 """Run the real ``nni-asng`` command in subprocesses on tiny Fashion-MNIST configs.
 
-Shared by the CLI fault tests (resume after signals and crashes, multi-process search). Every
-process gets one OpenMP thread and its own ``HOME`` (NNI keeps its experiment manifest in
-``~/nni-experiments``); matplotlib keeps using the existing font cache.
+Shared by the CLI fault tests (resume after signals and crashes, multi-process search) and, for the
+REST API of the real NNI experiments ``nni-asng launch`` starts, by tests/test_launch.py and
+tests/test_pipeline.py. Every process gets one OpenMP thread and its own ``HOME`` (NNI keeps its experiment
+manifest in ``~/nni-experiments``); matplotlib keeps using the existing font cache.
 """
 from __future__ import annotations
 
-import copy
+import json
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-import yaml
 
 from nni_asng.data.fashion_mnist import DEFAULT_ROOT
+import pipeline_harness
 
 needs_fashion_mnist = pytest.mark.skipif(not (DEFAULT_ROOT / 'train-images-idx3-ubyte.gz').is_file(),
                                          reason='needs Fashion-MNIST (apt-get install dataset-fashion-mnist)')
@@ -38,16 +41,7 @@ TINY: dict[str, Any] = {
 
 def write_config(path: Path, **changes: Any) -> Path:
     """:data:`TINY` with ``changes`` (``section__key=value``, e.g. ``search__epochs=2``) as a YAML file."""
-    config = copy.deepcopy(TINY)
-    for dotted, value in changes.items():
-        *parents, key = dotted.split('__')
-        target = config
-        for part in parents:
-            target = target.setdefault(part, {})
-        target[key] = value
-    path = Path(path)
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
+    return pipeline_harness.write_config(path, TINY, **changes)
 
 
 def cli_env(home: Path) -> dict[str, str]:
@@ -143,8 +137,6 @@ def interrupt_after(cli: CliProcess, checkpoint: Path, at_least: int, signum: in
 
 def assert_valid_architecture(out: Path) -> dict:
     """``out/architecture.json`` names every label of the configured space with an allowed value."""
-    import json
-
     from nni_asng.app.config import load_config
     from nni_asng.oneshot import SearchSpaceEncoding
     from nni_asng.app.registry import DataInfo, space_entry
@@ -158,5 +150,40 @@ def assert_valid_architecture(out: Path) -> dict:
     return doc['architecture']
 
 
+# ---------------------------------------------------------------------------------------------- NNI's REST API
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def rest(port: int, path: str, timeout: float = 20):
+    """GET ``http://127.0.0.1:<port>/api/v1/nni<path>`` as JSON."""
+    with urllib.request.urlopen(f'http://127.0.0.1:{port}/api/v1/nni{path}', timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def decode(data):
+    """NNI's (possibly repeatedly) JSON-encoded metrics and parameters, decoded."""
+    while isinstance(data, str):
+        data = json.loads(data)
+    return data
+
+
+def job_parameters(job: dict) -> dict:
+    """The parameters of a ``/trial-jobs`` record."""
+    return decode(job['hyperParameters'][0])['parameters']
+
+
+def alive(pid: Optional[int]) -> bool:
+    """Whether process ``pid`` (an NNI manager) still runs."""
+    import psutil
+    try:
+        return pid is not None and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 __all__ = ['needs_fashion_mnist', 'TINY', 'write_config', 'run_cli', 'CliProcess', 'checkpoint_step',
-           'wait_for_checkpoint', 'interrupt_after', 'assert_valid_architecture']
+           'wait_for_checkpoint', 'interrupt_after', 'assert_valid_architecture', 'free_port', 'rest', 'decode',
+           'job_parameters', 'alive']

@@ -1,4 +1,4 @@
-"""Shared test configuration: test tiers and one torch thread.
+"""Shared test configuration: test tiers, one torch thread and the user's own module (``user_module``).
 
 Tiers (markers added here by module, so ``pytest -m core`` etc. select them; ``.ci/run`` runs all):
 
@@ -36,3 +36,17 @@ def one_torch_thread(request):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def user_module(tmp_path_factory):
+    """The user's space and data module of :mod:`pipeline_harness`, importable while the test module runs."""
+    import sys
+
+    from pipeline_harness import MODULE, write_user_module
+    folder = tmp_path_factory.mktemp('usermod')
+    write_user_module(folder)
+    sys.path.insert(0, str(folder))
+    yield folder
+    sys.path.remove(str(folder))
+    sys.modules.pop(MODULE, None)

@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nni.common.serializer import is_traceable
+from nni.nas.nn.pytorch import LayerChoice, ModelSpace
 
 from nni_asng.data import (DatasetFormatError, DatasetNotFoundError, IDXFormatError, ImageClassificationDataset,
                            UnknownDatasetError, clear_cache, get_info, load_dataset, load_raw, read_idx,
@@ -218,16 +219,21 @@ def test_fashion_mnist_inconsistent_files(tmp_path):
         fashion_mnist.load(tmp_path)
 
 
-def test_fashion_mnist_missing_folder_message(tmp_path):
-    missing = tmp_path / 'no-such-folder'
+def not_found_message(dataset: str, root: Path) -> str:
+    """The message of the DatasetNotFoundError (a FileNotFoundError) that loading ``dataset`` from ``root`` raises;
+    it names ``root``."""
     with pytest.raises(DatasetNotFoundError) as e:
-        load_dataset('fashion_mnist', root=missing)
-    msg = str(e.value)
-    assert str(missing) in msg and 'does not exist' in msg
+        load_dataset(dataset, root=root)
+    assert isinstance(e.value, FileNotFoundError) and str(root) in str(e.value)
+    return str(e.value)
+
+
+def test_fashion_mnist_missing_folder_message(tmp_path):
+    msg = not_found_message('fashion_mnist', tmp_path / 'no-such-folder')
+    assert 'does not exist' in msg
     assert 'dataset-fashion-mnist' in msg and 'apt-get install' in msg and 'data.root' in msg
     for name in FMNIST_FILES:
         assert name in msg
-    assert isinstance(e.value, FileNotFoundError)
 
 
 def test_fashion_mnist_missing_file_message(tmp_path):
@@ -420,11 +426,8 @@ def test_cifar10_fixture_loading(tmp_path):
 
 
 def test_cifar10_missing_folder_message(tmp_path):
-    missing = tmp_path / 'data'
-    with pytest.raises(DatasetNotFoundError) as e:
-        load_dataset('cifar10', root=missing)
-    msg = str(e.value)
-    assert str(missing) in msg and 'cifar-10-batches-py' in msg
+    msg = not_found_message('cifar10', tmp_path / 'data')
+    assert 'cifar-10-batches-py' in msg
     assert all(name in msg for name in ('data_batch_1', 'data_batch_5', 'test_batch'))
     assert 'cifar-10-python.tar.gz' in msg and 'cannot download' in msg
     with pytest.raises(DatasetNotFoundError, match='data.root'):
@@ -514,11 +517,11 @@ def test_loaders_are_traced_and_serialise_small(tmp_path):
 
 # --------------------------------------------------------------------------- end to end with NNI
 
-class _TinySpace(nni.nas.nn.pytorch.ModelSpace):
+class _TinySpace(ModelSpace):
     def __init__(self):
         super().__init__()
         self.stem = nn.Conv2d(1, 4, 3, padding=1)
-        self.op = nni.nas.nn.pytorch.LayerChoice(
+        self.op = LayerChoice(
             [nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 5, padding=2), nn.MaxPool2d(3, 1, 1)], label='op')
         self.fc = nn.Linear(4, 10)
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+from cli_harness import alive, decode, free_port, job_parameters, rest
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'experiments' / 'configs'
 CONFIG = CONFIGS / 'asng_enas_fashion_mnist.yaml'
@@ -32,23 +32,6 @@ TINY = ['data.limit=192', 'data.batch_size=32', 'space.args.channels=2', 'retrai
 
 def sets(items):
     return [arg for item in items for arg in ('--set', item)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-def rest(port: int, path: str):
-    with urllib.request.urlopen(f'http://127.0.0.1:{port}/api/v1/nni{path}', timeout=10) as response:
-        return json.loads(response.read())
-
-
-def decode(data):
-    while isinstance(data, str):
-        data = json.loads(data)
-    return data
 
 
 @pytest.fixture(scope='module')
@@ -80,12 +63,20 @@ def write_architecture(folder: Path, seed: int = 0) -> Path:
 
 
 class Launched:
-    """A `nni-asng launch` subprocess; `stop()` ends its experiment whatever happened."""
+    """`nni-asng launch --arch` in a subprocess on a free port; `stop()` ends its experiment whatever happened."""
 
-    def __init__(self, out: Path, port: int, env: dict, extra: list[str]):
-        self.out, self.port, self.env = out, port, env
-        self.args = [sys.executable, '-m', 'nni_asng', 'launch', str(CONFIG), '--output', str(out), '--port', str(port)]
-        self.result = subprocess.run(self.args + extra, capture_output=True, text=True, env=env, timeout=420)
+    def __init__(self, out: Path, env: dict):
+        self.out, self.port, self.env = out, free_port(), env
+        self.args = [sys.executable, '-m', 'nni_asng', 'launch', str(CONFIG), '--output', str(out), '--port',
+                     str(self.port)]
+        self.result: subprocess.CompletedProcess | None = None
+
+    def run(self, settings: list[str], seeds: list[int]) -> subprocess.CompletedProcess:
+        """Retrain an architecture of :func:`write_architecture` with ``seeds``, ``settings`` passed as ``--set``."""
+        arch = write_architecture(self.out)
+        self.result = subprocess.run(self.args + sets(settings) + ['--arch', str(arch), '--seeds', *map(str, seeds)],
+                                     capture_output=True, text=True, env=self.env, timeout=420)
+        return self.result
 
     @property
     def record(self) -> dict:
@@ -98,38 +89,21 @@ class Launched:
         subprocess.run(self.args + ['--stop'], capture_output=True, text=True, env=self.env, timeout=120)
         pid = self.record.get('pid')
         deadline = time.time() + 30
-        while pid and time.time() < deadline and _alive(pid):
+        while time.time() < deadline and alive(pid):
             time.sleep(0.5)
-        if pid and _alive(pid):
+        if alive(pid):
             os.kill(pid, 9)
-
-
-def _alive(pid: int) -> bool:
-    import psutil
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 @pytest.fixture(scope='module')
 def launched(workspace):
     root, env = workspace
-    out = root / 'run'
-    arch = write_architecture(out)
-    port = free_port()
-    launch = None
+    launch = Launched(root / 'run', env)
     try:
-        launch = Launched(out, port, env, sets(TINY) + ['--arch', str(arch), '--seeds', '0', '1'])
+        launch.run(TINY, seeds=[0, 1])
         yield launch
     finally:
-        if launch is not None:
-            launch.stop()
-        else:   # the subprocess itself failed (e.g. timed out): stop whatever it started
-            record = out / 'launch' / 'launch.json'
-            if record.is_file():
-                subprocess.run([sys.executable, '-m', 'nni_asng', 'launch', str(CONFIG), '--output', str(out),
-                                '--stop'], env=env, timeout=120)
+        launch.stop()
 
 
 def test_launch_runs_trials_that_report_to_nni(launched):
@@ -141,7 +115,7 @@ def test_launch_runs_trials_that_report_to_nni(launched):
 
     jobs = rest(port, '/trial-jobs')
     assert len(jobs) == 2 and all(j['status'] == 'SUCCEEDED' for j in jobs)
-    seeds = sorted(decode(j['hyperParameters'][0])['parameters']['seed'] for j in jobs)
+    seeds = sorted(job_parameters(j)['seed'] for j in jobs)
     assert seeds == [0, 1]
     for job in jobs:
         final = decode(job['finalMetricData'][0]['data'])
@@ -208,9 +182,9 @@ def test_busy_port_is_a_clear_error(launched, workspace, capsys):
 def test_stop_ends_the_experiment(launched):
     assert launched.result.returncode == 0
     pid = launched.record['pid']
-    assert _alive(pid)
+    assert alive(pid)
     launched.stop()
-    assert not _alive(pid)
+    assert not alive(pid)
     with pytest.raises(OSError):
         rest(launched.port, '/check-status')
 
@@ -218,20 +192,16 @@ def test_stop_ends_the_experiment(launched):
 @pytest.mark.skipif(torch.cuda.is_available(), reason='the crash is provoked by asking for CUDA on a CPU machine')
 def test_crashing_trial_is_failed_in_nni_and_reported(workspace):
     root, env = workspace
-    out = root / 'crash'
-    arch = write_architecture(out)
-    port = free_port()
-    launch = None
+    launch = Launched(root / 'crash', env)
     try:
-        launch = Launched(out, port, env, sets(TINY + ['retrain.device=cuda']) + ['--arch', str(arch), '--seeds', '0'])
-        result = launch.result
+        result = launch.run(TINY + ['retrain.device=cuda'], seeds=[0])
         assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
         assert 'FAILED' in result.stdout
         assert 'did not succeed' in result.stderr and 'no CUDA device is visible' in result.stderr
-        jobs = rest(port, '/trial-jobs')
+        jobs = rest(launch.port, '/trial-jobs')
         assert [j['status'] for j in jobs] == ['FAILED']
     finally:
-        record = out / 'launch' / 'launch.json'
+        record = launch.out / 'launch' / 'launch.json'
         if record.is_file():     # stop in process (the CLI's --stop is tested above)
             from nni.tools.nnictl.config_utils import Experiments
             from nni_asng.app.launch import stop_experiment
@@ -242,4 +212,4 @@ def test_crashing_trial_is_failed_in_nni_and_reported(workspace):
                 stop_experiment(info['id'], info['port'], info.get('pid'))
             finally:
                 Experiments.__init__.__defaults__ = saved
-            assert not _alive(info['pid'])
+            assert not alive(info['pid'])

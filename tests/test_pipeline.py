@@ -18,16 +18,15 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
+from cli_harness import alive, decode, free_port, job_parameters, rest
 from pipeline_harness import MODULE, write_config, write_user_module
 
 pytestmark = pytest.mark.slow
@@ -46,27 +45,6 @@ def needs_fashion_mnist():
     from nni_asng.data.fashion_mnist import DEFAULT_ROOT
     if not (DEFAULT_ROOT / 'train-images-idx3-ubyte.gz').is_file():
         pytest.skip('needs Fashion-MNIST (apt-get install dataset-fashion-mnist)')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
-def rest(port: int, path: str):
-    with urllib.request.urlopen(f'http://127.0.0.1:{port}/api/v1/nni{path}', timeout=20) as response:
-        return json.loads(response.read())
-
-
-def decode(data):
-    while isinstance(data, str):
-        data = json.loads(data)
-    return data
-
-
-def parameters(job: dict) -> dict:
-    return decode(job['hyperParameters'][0])['parameters']
 
 
 def metrics(port: int, trial: str, kind: str) -> list[dict]:
@@ -89,14 +67,6 @@ def environment(root: Path, python_path: Path | None = None) -> dict[str, str]:
 def trial_folder(working: Path, trial: str) -> Path:
     [folder] = [p for p in Path(working).rglob(trial) if p.is_dir() and p.parent.name == 'trials']
     return folder
-
-
-def alive(pid) -> bool:
-    import psutil
-    try:
-        return pid is not None and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 class Launch:
@@ -150,15 +120,16 @@ def test_searches_run_as_trials_then_their_retraining(enas_pipeline):
     assert launch.result.returncode == 0, launch.output()
     port, stdout = launch.port, launch.result.stdout
     jobs = sorted(rest(port, '/trial-jobs'), key=lambda j: j['sequenceId'])
-    assert len(jobs) == 4 and all(j['status'] == 'SUCCEEDED' for j in jobs), [(j['status'], parameters(j)) for j in jobs]
-    searches = [j for j in jobs if parameters(j)['phase'] == 'search']
-    retrains = [j for j in jobs if parameters(j)['phase'] == 'retrain']
-    assert sorted(parameters(j)['strategy'] for j in searches) == ['asng', 'pdas']
+    assert len(jobs) == 4 and all(j['status'] == 'SUCCEEDED' for j in jobs), [(j['status'], job_parameters(j))
+                                                                              for j in jobs]
+    searches = [j for j in jobs if job_parameters(j)['phase'] == 'search']
+    retrains = [j for j in jobs if job_parameters(j)['phase'] == 'retrain']
+    assert sorted(job_parameters(j)['strategy'] for j in searches) == ['asng', 'pdas']
     assert {j['sequenceId'] for j in searches} == {0, 1}, 'both searches start first, side by side'
     for search in searches:
-        key, final = parameters(search)['search'], decode(search['finalMetricData'][0]['data'])
-        [retrain] = [j for j in retrains if parameters(j)['search'] == key]
-        p = parameters(retrain)
+        key, final = job_parameters(search)['search'], decode(search['finalMetricData'][0]['data'])
+        [retrain] = [j for j in retrains if job_parameters(j)['search'] == key]
+        p = job_parameters(retrain)
         assert p['architecture'] == final['architectures'][0] and p['seed'] == 0 and p['strategy'] == key[:4]
         assert Path(final['architecture_file']).is_file() and final['architecture_file'].endswith(
             'search/architecture.json')
@@ -189,7 +160,7 @@ def test_searches_run_as_trials_then_their_retraining(enas_pipeline):
 def test_search_trials_report_every_epoch(enas_pipeline):
     port = enas_pipeline.port
     for job in rest(port, '/trial-jobs'):
-        p = parameters(job)
+        p = job_parameters(job)
         reports = metrics(port, job['trialJobId'], 'PERIODICAL')
         if p['phase'] == 'search':
             assert [r['epoch'] for r in reports] == [0, 1], 'one intermediate result per epoch'
@@ -224,8 +195,8 @@ def test_web_ui_lists_search_and_retraining_trials(enas_pipeline, tmp_path):
     assert launch.result.returncode == 0, launch.output()
     jobs = rest(launch.port, '/trial-jobs')
     ids = [j['trialJobId'] for j in jobs]
-    search = next(j['trialJobId'] for j in jobs if parameters(j)['phase'] == 'search')
-    retrain = next(j for j in jobs if parameters(j)['phase'] == 'retrain')
+    search = next(j['trialJobId'] for j in jobs if job_parameters(j)['phase'] == 'search')
+    retrain = next(j for j in jobs if job_parameters(j)['phase'] == 'retrain')
     screenshot = tmp_path / 'web_ui_search_trial.png'
     page = trials_page(launch.record['url'], ids, expand=[search, retrain['trialJobId']], chart=search,
                        screenshot=screenshot)
@@ -233,7 +204,7 @@ def test_web_ui_lists_search_and_retraining_trials(enas_pipeline, tmp_path):
     search_row = re.sub(r'\s+', '', page['rows'][search])
     assert 'phase:"search"' in search_row and 'strategy:' in search_row and 'seed:0' in search_row
     retrain_row = re.sub(r'\s+', '', page['rows'][retrain['trialJobId']])
-    label = next(iter(parameters(retrain)['architecture']))
+    label = next(iter(job_parameters(retrain)['architecture']))
     assert 'phase:"retrain"' in retrain_row and 'architecture:' in retrain_row and label in retrain_row
     assert 'Intermediate results' in page['dialog']
     assert len(metrics(launch.port, search, 'PERIODICAL')) >= 2, 'the curve has a point per epoch'
@@ -258,11 +229,11 @@ def test_failed_search_starts_no_retraining_with_the_users_space_and_data(tmp_pa
         result = launch.result
         assert result.returncode == 1, launch.output()
         port = launch.port
-        jobs = {(parameters(j)['phase'], parameters(j)['search']): j for j in rest(port, '/trial-jobs')}
+        jobs = {(job_parameters(j)['phase'], job_parameters(j)['search']): j for j in rest(port, '/trial-jobs')}
         assert set(jobs) == {('search', 'asng-seed0'), ('search', 'asng-seed1'), ('retrain', 'asng-seed0')}
         assert jobs['search', 'asng-seed1']['status'] == 'FAILED'
         assert jobs['search', 'asng-seed0']['status'] == jobs['retrain', 'asng-seed0']['status'] == 'SUCCEEDED'
-        assert set(parameters(jobs['retrain', 'asng-seed0'])['architecture']) == {'op', 'act'}
+        assert set(job_parameters(jobs['retrain', 'asng-seed0'])['architecture']) == {'op', 'act'}
         assert rest(port, '/check-status')['status'] == 'DONE', 'the experiment still ends'
         assert rest(port, '/experiment')['params']['maxTrialNumber'] == 3
 
@@ -339,7 +310,7 @@ def test_plain_nni_yaml_with_register_stop_view_and_resume(tmp_path):
         experiment_id = start_with_nnictl(['create', '--config', config], port, env)
         search = wait_for(lambda: next((j['trialJobId'] for j in rest(port, '/trial-jobs')
                                         if metrics(port, j['trialJobId'], 'PERIODICAL')), None), 600)
-        assert parameters(rest(port, '/trial-jobs')[0])['phase'] == 'search'
+        assert job_parameters(rest(port, '/trial-jobs')[0])['phase'] == 'search'
 
         # nnictl stop: NNI sends the trial SIGINT; the search saves a checkpoint and says how far it got
         assert nnictl('stop', experiment_id, env=env).returncode == 0
@@ -361,7 +332,7 @@ def test_plain_nni_yaml_with_register_stop_view_and_resume(tmp_path):
         # nnictl resume: the same trial restarts in its folder and continues from the checkpoint; then retraining
         start_with_nnictl(['resume', experiment_id], port, env)
         wait_for(lambda: rest(port, '/check-status')['status'] == 'DONE', 900, interval=5)
-        jobs = {parameters(j)['phase']: j for j in rest(port, '/trial-jobs')}
+        jobs = {job_parameters(j)['phase']: j for j in rest(port, '/trial-jobs')}
         assert jobs['search']['trialJobId'] == search and jobs['search']['status'] == 'SUCCEEDED'
         assert jobs['retrain']['status'] == 'SUCCEEDED'
         assert 'continuing the interrupted search' in (folder / 'trial.log').read_text()

@@ -5,24 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import pytest
 
 from nni_asng.app.config import ConfigError, load_config
-from pipeline_harness import MODULE, FakeTrialChannel, write_config, write_user_module
+from pipeline_harness import FakeTrialChannel, write_config
 
 SWEEP = [{'name': 'asng', 'args': {'lam': 2}}, {'name': 'pdas'}, {'name': 'asng', 'args': {'lam': 4}}]
-
-
-@pytest.fixture(scope='module')
-def user_module(tmp_path_factory):
-    folder = tmp_path_factory.mktemp('usermod')
-    write_user_module(folder)
-    sys.path.insert(0, str(folder))
-    yield folder
-    sys.path.remove(str(folder))
-    sys.modules.pop(MODULE, None)
 
 
 def test_sweep_plan_and_trial_parameters(user_module, tmp_path):

@@ -9,18 +9,7 @@ import pytest
 import torch
 
 from nni_asng.app.config import ConfigError, load_config
-from pipeline_harness import MODULE, write_config, write_user_module
-
-
-@pytest.fixture(scope='module')
-def user_module(tmp_path_factory):
-    folder = tmp_path_factory.mktemp('usermod')
-    write_user_module(folder)
-    import sys
-    sys.path.insert(0, str(folder))
-    yield folder
-    sys.path.remove(str(folder))
-    sys.modules.pop(MODULE, None)
+from pipeline_harness import MODULE, write_config
 
 
 @pytest.mark.parametrize('change, message', [

@@ -13,6 +13,7 @@ Public API (what the experiment scripts and users call)::
 
     parts = build_search(cfg)          # a run's parts, built from its config (nni_asng.app.assembly):
     parts = build_retrain(cfg, arch, seed=0, source='architecture.json')   # data, space, strategy, network, ...
+    with quiet_warnings():             # mutes Lightning's and NNI's advice (workers, batches, traced modules)
 """
 import importlib
 
@@ -25,6 +26,7 @@ _EXPORTS = {
     'UserError': 'errors',
     'DataInfo': 'registry', 'space_entry': 'registry', 'strategy_entry': 'registry',
     'build_retrain': 'assembly', 'build_search': 'assembly', 'fit_fixed_network': 'assembly',
+    'quiet_warnings': 'assembly',
     'RetrainResult': 'runs', 'SearchResult': 'runs', 'load_architectures': 'runs', 'run_retrain': 'runs',
     'run_search': 'runs', 'versions': 'runs',
     'TableBuild': 'tabulate', 'build_table': 'tabulate',
@@ -34,7 +36,7 @@ __all__ = ['ExperimentConfig', 'load_config', 'parse_config', 'apply_overrides',
            'UserError', 'ConfigError', 'ArchitectureFileError', 'LaunchError', 'SearchInterrupted',
            'DataInfo', 'space_entry', 'strategy_entry',
            'run_search', 'run_retrain', 'fit_fixed_network', 'load_architectures', 'versions', 'SearchResult',
-           'RetrainResult', 'build_search', 'build_retrain', 'build_table', 'TableBuild']
+           'RetrainResult', 'build_search', 'build_retrain', 'build_table', 'TableBuild', 'quiet_warnings']
 
 
 def __getattr__(name: str):

@@ -37,10 +37,11 @@ from typing import Any
 from nni.runtime.msg_dispatcher_base import MsgDispatcherBase
 from nni.runtime.tuner_command_channel import CommandType
 
+from .jobs import TERMINAL_STATES, final_metric, job_parameter_id, job_parameters
+
 __all__ = ['PipelineAdvisor']
 
 _logger = logging.getLogger('nni_asng.advisor')
-_TERMINAL = ('SUCCEEDED', 'FAILED', 'USER_CANCELED', 'SYS_CANCELED', 'EARLY_STOPPED')
 
 
 class _Search:
@@ -262,7 +263,7 @@ class PipelineAdvisor(MsgDispatcherBase):
         retrains_seen: dict[str, set] = {}
         finals: dict[str, Any] = {}
         for job in jobs:
-            params = _parameters(job)
+            params = job_parameters(job)
             key = params.get('search')
             if key not in self.searches:
                 continue
@@ -271,16 +272,16 @@ class PipelineAdvisor(MsgDispatcherBase):
                 retrains_seen.setdefault(key, set()).add((params.get('index', 0), params.get('seed')))
                 continue
             search = self.searches[key]
-            final = _final(job)
+            final = final_metric(job)
             if isinstance(final, dict) and final.get('architectures'):
                 search.state = 'done'
                 finals[key] = final
-            elif job.get('status') in _TERMINAL:
+            elif job.get('status') in TERMINAL_STATES:
                 search.state = 'failed'
             else:
                 search.state = 'issued'                 # NNI restarts it; its final result will come
         # Parameter ids of this advisor must not collide with the earlier ones (NNI keys metrics by them).
-        self.next_id = 1 + max([_parameter_id(j) for j in jobs if _parameter_id(j) is not None] or [-1])
+        self.next_id = 1 + max([job_parameter_id(j) for j in jobs if job_parameter_id(j) is not None] or [-1])
         for key, search in self.searches.items():
             if search.state == 'planned':
                 self._queue_search(search)
@@ -291,7 +292,7 @@ class PipelineAdvisor(MsgDispatcherBase):
                         if (p['index'], p['seed']) not in seen]
                 self.queue.extend(todo)
         for job in jobs:                                  # remember the restarted searches' parameters
-            params, pid = _parameters(job), _parameter_id(job)
+            params, pid = job_parameters(job), job_parameter_id(job)
             if pid is not None and params:
                 self.params[pid] = params
         _logger.info('resumed: %d earlier trial(s); %d trial(s) queued', len(jobs), len(self.queue))
@@ -320,35 +321,3 @@ def _rest_url_from_env() -> str | None:
     if not url.startswith('ws://') or not url.endswith('/tuner'):
         return None
     return 'http://' + url[len('ws://'):-len('/tuner')] + '/api/v1/nni'
-
-
-def _hyper_parameters(job: dict):
-    """The decoded ``hyperParameters`` records of a ``/trial-jobs`` entry (JSON objects only)."""
-    for text in job.get('hyperParameters') or []:
-        try:
-            value = json.loads(text) if isinstance(text, str) else text
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            yield value
-
-
-def _parameters(job: dict) -> dict:
-    return next((v['parameters'] for v in _hyper_parameters(job) if isinstance(v.get('parameters'), dict)), {})
-
-
-def _parameter_id(job: dict) -> int | None:
-    return next((v['parameter_id'] for v in _hyper_parameters(job) if isinstance(v.get('parameter_id'), int)), None)
-
-
-def _final(job: dict) -> Any:
-    final = job.get('finalMetricData') or []
-    if not final:
-        return None
-    data = final[-1].get('data')
-    while isinstance(data, str):
-        try:
-            data = json.loads(data)
-        except ValueError:
-            break
-    return data

@@ -18,6 +18,7 @@ for parts here instead of reading the config's sections themselves. What it buil
     search_data / retrain_data      the loaders of data.dataset, or of the user's data.factory
     search_space, search_module, retrain_trainer, validate_architecture
     table_data / table_network / table_loaders     the tabular benchmark's images, networks and loaders
+    quiet_warnings(...)             the warning filter the builds and runs share (public: nni_asng.app)
 
 So the config flows one way: config → assembly → (tasks, userdata, registry, data) → parts → runs.
 """
@@ -38,20 +39,24 @@ from ..model_size import count_parameters
 
 __all__ = ['SearchParts', 'RetrainParts', 'build_search', 'search_evaluator', 'trial_reporter', 'build_retrain',
            'fit_fixed_network', 'retrain_trainer', 'search_data', 'retrain_data', 'search_space', 'search_module',
-           'validate_architecture', 'table_data', 'table_network', 'table_loaders']
+           'validate_architecture', 'table_data', 'table_network', 'table_loaders', 'quiet_warnings']
 
 _logger = logging.getLogger(__name__)
 Log = Callable[[str], None]
 
 
 @contextlib.contextmanager
-def _quiet_warnings():
+def quiet_warnings(*messages: str, modules: Sequence[str] = ()):
+    """Silence Lightning's and NNI's advice about workers, batches and traced modules and DeprecationWarnings,
+    plus the warnings whose message matches one of ``messages`` (regular expressions) and the UserWarnings
+    raised in ``modules``."""
     with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', message='.*is found to be not a nn.Module.*')
-        warnings.filterwarnings('ignore', message='.*does not have many workers.*')
-        warnings.filterwarnings('ignore', message='.*The number of training batches.*')
-        warnings.filterwarnings('ignore', message='.*Validation dataloaders are missing.*')
+        for message in ('.*is found to be not a nn.Module.*', '.*does not have many workers.*',
+                        '.*The number of training batches.*', '.*Validation dataloaders are missing.*', *messages):
+            warnings.filterwarnings('ignore', message=message)
         warnings.filterwarnings('ignore', category=DeprecationWarning)
+        for module in modules:
+            warnings.filterwarnings('ignore', category=UserWarning, module=module)
         yield
 
 
@@ -97,7 +102,7 @@ def retrain_data(cfg: ExperimentConfig, seed: int):
 
 def search_space(cfg: ExperimentConfig, info: DataInfo):
     """The search space ``space.name`` with ``space.args`` (and the data's channels and classes)."""
-    with _quiet_warnings():
+    with quiet_warnings():
         return space_entry(cfg.space.name).build_space(cfg.space.args, info)
 
 
@@ -226,9 +231,9 @@ def build_retrain(cfg: ExperimentConfig, arch: Mapping[str, Any], seed: int, *, 
     validate_architecture(cfg, arch, data.info, source)
     space_args = {**cfg.space.args, **cfg.retrain.space_args}
     if cfg.retrain.param_budget:
-        with _quiet_warnings():
+        with quiet_warnings():
             space_args, _ = scale_to_budget(entry, arch, space_args, data.info, cfg.retrain.param_budget, log)
-    with _quiet_warnings():
+    with quiet_warnings():
         network = entry.build_fixed(arch, space_args, data.info)
     return RetrainParts(entry, device, data, arch, space_args, network, count_parameters(network))
 
@@ -296,7 +301,7 @@ def table_network(cfg: ExperimentConfig, arch: Mapping[str, Any], info: DataInfo
     import pytorch_lightning as pl
     entry = space_entry(cfg.space.name)
     pl.seed_everything(seed, workers=True, verbose=False)
-    with _quiet_warnings():
+    with quiet_warnings():
         return entry.build_fixed(arch, {**cfg.space.args, **cfg.retrain.space_args}, info)
 
 

@@ -156,19 +156,16 @@ class OptimizerConfig(_Section):
 Device = Literal['auto', 'cpu', 'cuda']
 
 
-class SearchConfig(_Section):
+class _TrainerSettings(_Section):
+    """The Lightning trainer's settings that search and retraining share."""
+
     epochs: int = Field(10, ge=1)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     gradient_clip: Optional[float] = Field(5.0, gt=0)
     device: Device = 'auto'
-    log_every_n_steps: int = Field(10, ge=1)
-    checkpoint_every_n_steps: Optional[int] = Field(100, ge=1)
     progress_bar: bool = True
     limit_train_batches: Limit = None
-    evaluate_batches: int = Field(4, ge=1)
     threads: Optional[int] = Field(None, ge=1)
-    devices: int = Field(1, ge=1)
-    num_nodes: int = Field(1, ge=1)
     precision: Literal['32', 'bf16-mixed', '16-mixed'] = '32'
     channels_last: bool = False
 
@@ -183,13 +180,18 @@ class SearchConfig(_Section):
         return _lightning_precision(value)
 
 
-class RetrainConfig(_Section):
+class SearchConfig(_TrainerSettings):
+    log_every_n_steps: int = Field(10, ge=1)
+    checkpoint_every_n_steps: Optional[int] = Field(100, ge=1)
+    evaluate_batches: int = Field(4, ge=1)
+    devices: int = Field(1, ge=1)
+    num_nodes: int = Field(1, ge=1)
+
+
+class RetrainConfig(_TrainerSettings):
     space_args: dict[str, Any] = Field(default_factory=dict)
     param_budget: Optional[int] = Field(None, ge=1)
-    epochs: int = Field(10, ge=1)
     batch_size: int = Field(64, ge=1)
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    gradient_clip: Optional[float] = Field(5.0, gt=0)
     aux_weight: float = Field(0.4, ge=0)
     drop_path_prob: float = Field(0.0, ge=0, lt=1)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
@@ -199,22 +201,11 @@ class RetrainConfig(_Section):
     test_limit: Limit = None
     eval_every_n_epochs: int = Field(1, ge=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    device: Device = 'auto'
-    progress_bar: bool = True
-    limit_train_batches: Limit = None
-    threads: Optional[int] = Field(None, ge=1)
-    precision: Literal['32', 'bf16-mixed', '16-mixed'] = '32'
-    channels_last: bool = False
 
-    @field_validator('limit', 'test_limit', 'limit_train_batches')
+    @field_validator('limit', 'test_limit')
     @classmethod
-    def check_limit(cls, value):
+    def check_data_limits(cls, value):
         return _check_limit(value)
-
-    @field_validator('precision', mode='before')
-    @classmethod
-    def _precision(cls, value):
-        return _lightning_precision(value)
 
     @field_validator('seeds')
     @classmethod

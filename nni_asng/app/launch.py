@@ -1,7 +1,7 @@
 """Trials of a real NNI experiment (web UI, REST API, nnictl).
 
 ``nni-asng launch CONFIG`` runs the searches AND the retraining as trials of one experiment: see
-:mod:`nni_asng.app.pipeline`. This module holds what both kinds of launch share (start, stop, REST) and
+:mod:`nni_asng.app.pipeline`. This module holds what both kinds of launch share (start, announce, stop, REST) and
 the retraining-only launch of given architectures, ``nni-asng launch CONFIG --arch ARCH.json``, which
 writes ``<output>/launch/``::
 
@@ -36,13 +36,13 @@ import yaml
 
 from .config import ExperimentConfig, dump_config
 from .errors import LaunchError, OutputExistsError
+from .jobs import TERMINAL_STATES, final_metric, job_parameters
 from .outputs import prepare_output, read_json, write_json, write_text
 
-__all__ = ['launch_command', 'start_experiment', 'stop_experiment', 'rest_get', 'trial_jobs', 'port_in_use',
-           'TERMINAL_STATES']
+__all__ = ['launch_command', 'start_experiment', 'stop_experiment', 'announce_and_wait', 'rest_get', 'trial_jobs',
+           'port_in_use']
 
 Log = Callable[[str], None]
-TERMINAL_STATES = ('SUCCEEDED', 'FAILED', 'USER_CANCELED', 'SYS_CANCELED', 'EARLY_STOPPED')
 API = '/api/v1/nni'
 
 _REMOTE_EXAMPLES = """
@@ -102,34 +102,9 @@ def trial_jobs(port: int) -> list[dict[str, Any]]:
     """The experiment's trials (``/trial-jobs``), with parameters and final metric decoded."""
     jobs = rest_get(port, '/trial-jobs')
     for job in jobs:
-        job['parameters'] = _parameters(job)
-        job['final'] = _final_metric(job)
+        job['parameters'] = job_parameters(job)
+        job['final'] = final_metric(job)
     return sorted(jobs, key=lambda j: j.get('sequenceId', 0))
-
-
-def _parameters(job: dict) -> dict:
-    for text in job.get('hyperParameters') or []:
-        try:
-            value = json.loads(text) if isinstance(text, str) else text
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value.get('parameters', value)
-    return {}
-
-
-def _decode_metric(data: Any) -> Any:
-    while isinstance(data, str):
-        try:
-            data = json.loads(data)
-        except ValueError:
-            break
-    return data
-
-
-def _final_metric(job: dict) -> Any:
-    final = job.get('finalMetricData') or []
-    return _decode_metric(final[-1].get('data')) if final else None
 
 
 # ---------------------------------------------------------------------------------------------- start / stop
@@ -308,7 +283,7 @@ def stop_experiment(experiment_id: str, port: int | None, pid: int | None = None
 # ---------------------------------------------------------------------------------------------- the command
 def _write_arch_files(cfg: ExperimentConfig, files: list[str | Path], folder: Path, log: Log) -> list[str]:
     """Validate every architecture against the space and write one file per architecture into archs/."""
-    from .assembly import _quiet_warnings, retrain_data, validate_architecture
+    from .assembly import quiet_warnings, retrain_data, validate_architecture
     from .runs import load_architectures
     info = None
     names: list[str] = []
@@ -316,7 +291,7 @@ def _write_arch_files(cfg: ExperimentConfig, files: list[str | Path], folder: Pa
         path = Path(path)
         archs = load_architectures(path, cfg)
         if info is None:
-            with _quiet_warnings():
+            with quiet_warnings():
                 info = retrain_data(cfg, cfg.seed).info
         for i, arch in enumerate(archs):
             validate_architecture(cfg, arch, info, path)
@@ -376,18 +351,11 @@ def launch_command(cfg: ExperimentConfig, args, log: Log = print) -> int:
               'working_directory': str(working), 'trials': [{'arch': n, 'seed': s} for n in names for s in seeds],
               'started': time.strftime('%Y-%m-%d %H:%M:%S')}
     write_json(folder / 'launch.json', record)
-    log(f'NNI experiment {experiment.id} started: {len(names) * len(seeds)} trial(s)')
-    log(f'web UI: {url}   (REST: {url}api/v1/nni/trial-jobs)')
-    from .pipeline import security_note
-    log(f'note: {security_note(port)}')
-    log(f'stop it with: nni-asng launch {cfg.source} --output {out} --stop   (or: nnictl stop {experiment.id})')
-    if args.no_wait:
+    expected = len(names) * len(seeds)
+    jobs = announce_and_wait(experiment.id, f'{expected} trial(s)', cfg, out, port, no_wait=args.no_wait, log=log,
+                             wait=lambda: wait_for_trials(port, expected, cfg.launch.poll_interval, log))
+    if jobs is None:
         return 0
-    try:
-        jobs = wait_for_trials(port, len(names) * len(seeds), cfg.launch.poll_interval, log)
-    except KeyboardInterrupt:
-        log(f'stopped waiting; the experiment keeps running at {url}')
-        raise
     write_json(folder / 'trials.json', jobs)
     failed = [j for j in jobs if j.get('status') != 'SUCCEEDED']
     if args.stop_when_done:
@@ -399,6 +367,25 @@ def launch_command(cfg: ExperimentConfig, args, log: Log = print) -> int:
         raise LaunchError(f'{len(failed)} of {len(jobs)} trial(s) did not succeed:\n' +
                           '\n'.join(_failure(j) for j in failed))
     return 0
+
+
+def announce_and_wait(experiment_id: str, trials: str, cfg: ExperimentConfig, out: Path, port: int, *,
+                      no_wait: bool, wait: Callable[[], list[dict]], log: Log) -> list[dict] | None:
+    """Log that the experiment started (``trials``: what it runs), its web UI, the security note and how to stop
+    it; then return ``wait()``, the ended trials (None with ``no_wait``). Ctrl-C leaves the experiment running."""
+    from .pipeline import security_note
+    url = f'http://127.0.0.1:{port}/'
+    log(f'NNI experiment {experiment_id} started: {trials}')
+    log(f'web UI: {url}   (REST: {url}api/v1/nni/trial-jobs)')
+    log(f'note: {security_note(port)}')
+    log(f'stop it with: nni-asng launch {cfg.source} --output {out} --stop   (or: nnictl stop {experiment_id})')
+    if no_wait:
+        return None
+    try:
+        return wait()
+    except KeyboardInterrupt:
+        log(f'stopped waiting; the experiment keeps running at {url}')
+        raise
 
 
 def _stop_command(folder: Path, log: Log) -> int:

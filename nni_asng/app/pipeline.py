@@ -199,10 +199,10 @@ def _with_retrain_seeds(cfg, seeds):
 
 def _check_inputs(cfg, log: Log) -> None:
     """Fail now, not in a trial, on data that cannot be read or a space that rejects its arguments."""
-    from .assembly import _quiet_warnings, search_data, search_space
+    from .assembly import quiet_warnings, search_data, search_space
     spec = search_specs(cfg)[0]
     first = search_config(cfg, spec)
-    with _quiet_warnings():
+    with quiet_warnings():
         data = search_data(first)
         search_space(first, data.info)
     log(f'{len(search_specs(cfg))} search(es) of space {cfg.space.name!r} on {data.sizes[0]} + {data.sizes[1]} '
@@ -212,7 +212,7 @@ def _check_inputs(cfg, log: Log) -> None:
 def launch_pipeline(cfg, args, out: Path, folder: Path, port: int, log: Log = print) -> int:
     """``nni-asng launch CONFIG`` without ``--arch`` (see the module docstring)."""
     from .config import dump_config
-    from .launch import start_experiment, stop_experiment
+    from .launch import announce_and_wait, start_experiment, stop_experiment
     from .outputs import prepare_output, write_json, write_text
     cfg = _with_retrain_seeds(cfg, getattr(args, 'seeds', None))
     _check_inputs(cfg, log)
@@ -234,18 +234,11 @@ def launch_pipeline(cfg, args, out: Path, folder: Path, port: int, log: Log = pr
               'searches': [s.key for s in specs], 'planned_trials': nni_config['maxTrialNumber'],
               'started': time.strftime('%Y-%m-%d %H:%M:%S')}
     write_json(folder / 'launch.json', record)
-    log(f'NNI experiment {experiment.id} started: {len(specs)} search trial(s), up to '
-        f'{nni_config["maxTrialNumber"]} trial(s) with the retraining')
-    log(f'web UI: {url}   (REST: {url}api/v1/nni/trial-jobs)')
-    log(f'note: {security_note(port)}')
-    log(f'stop it with: nni-asng launch {cfg.source} --output {out} --stop   (or: nnictl stop {experiment.id})')
-    if args.no_wait:
+    trials = f'{len(specs)} search trial(s), up to {nni_config["maxTrialNumber"]} trial(s) with the retraining'
+    jobs = announce_and_wait(experiment.id, trials, cfg, out, port, no_wait=args.no_wait, log=log,
+                             wait=lambda: wait_for_pipeline(port, cfg.launch.poll_interval, log))
+    if jobs is None:
         return 0
-    try:
-        jobs = wait_for_pipeline(port, cfg.launch.poll_interval, log)
-    except KeyboardInterrupt:
-        log(f'stopped waiting; the experiment keeps running at {url}')
-        raise
     write_json(folder / 'trials.json', jobs)
     results = summarize(jobs)
     write_json(folder / 'results.json', results)
@@ -284,7 +277,8 @@ def describe(job: dict) -> str:
 
 def wait_for_pipeline(port: int, interval: float, log: Log, timeout: float | None = None) -> list[dict]:
     """Poll the REST API until the experiment is DONE (or stopped / failed); log every status change."""
-    from .launch import TERMINAL_STATES, rest_get, trial_jobs
+    from .jobs import TERMINAL_STATES
+    from .launch import rest_get, trial_jobs
     seen: dict[str, str] = {}
     started = time.time()
     while True:

@@ -41,7 +41,7 @@ from typing import Any, Callable
 import torch
 
 from . import assembly
-from .assembly import _quiet_warnings
+from .assembly import quiet_warnings
 from .config import ExperimentConfig, dump_config
 from .errors import ArchitectureFileError, ConfigError, SearchInterrupted, UserError
 from .outputs import check_output, prepare_output, read_json, write_json, write_text
@@ -212,7 +212,7 @@ def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *
     if rank == 0:
         write_json(out / 'summary.json', summary)
     try:
-        with _quiet_warnings(), stop.quiet_nni_errors():
+        with quiet_warnings(), stop.quiet_nni_errors():
             exp.run()
     except BaseException as err:
         # SystemExit: Lightning exits that way after a second (hard) Ctrl-C
@@ -295,7 +295,7 @@ def _write_search_results(cfg, out, exp, parts: assembly.SearchParts, wall, log)
             loss = f", val loss {r['val_loss']:.4f}" if r.get('val_loss') is not None else ''
             log(f"  ε={r['epsilon']:g}: {r['params']:,} parameters{loss}")
     else:
-        with _quiet_warnings():
+        with quiet_warnings():
             architecture = exp.export_top_models(formatter='dict')[0]
         extra = {}
         if strategy_e.name in ('advantage_nas', 'reinforce'):
@@ -320,7 +320,7 @@ def _multi_complexity_rows(cfg, parts: assembly.SearchParts) -> list[dict[str, A
     rows = []
     for r, loss in zip(results, losses):
         arch = r['architecture']
-        with _quiet_warnings():
+        with quiet_warnings():
             params = count_parameters(parts.space_entry.build_fixed(arch, cfg.space.args, data.info))
         rows.append({'epsilon': r['epsilon'], 'params': params, f'predicted_{metric}': r.get(metric),
                      'val_loss': loss, 'architecture': arch})
@@ -435,7 +435,7 @@ def run_retrain(cfg: ExperimentConfig, arch_path: str | os.PathLike, *, seed: in
     write_json(out / 'retrain.json', record)
     started = time.time()
     try:
-        with _quiet_warnings():
+        with quiet_warnings():
             trainer = assembly.fit_fixed_network(cfg, parts.network, data.train, {'val': data.val}, device=device,
                                                  callbacks=[reporter], logger=logger, default_root_dir=str(out))
             last = reporter.reported[-1] if reporter.reported else None

@@ -219,7 +219,7 @@ def _init_worker(cfg_dump: dict, source: str | None, device: str) -> None:
 def _train_job(job: tuple[int, dict[str, Any], int]) -> dict[str, Any]:
     from ..evaluators.classification import EpochHistory
     from ..model_size import count_flops, count_parameters
-    from .assembly import _quiet_warnings, fit_fixed_network, table_loaders, table_network
+    from .assembly import fit_fixed_network, quiet_warnings, table_loaders, table_network
 
     index, arch, seed = job
     cfg, device = _WORKER['cfg'], _WORKER['device']
@@ -230,7 +230,7 @@ def _train_job(job: tuple[int, dict[str, Any], int]) -> dict[str, Any]:
     loaders = table_loaders(cfg, train, val, test)
     history = EpochHistory()
     started = time.process_time(), time.time()
-    with _quiet_warnings():
+    with quiet_warnings():
         fit_fixed_network(cfg, network, loaders[0], {'val': loaders[1], 'test': loaders[2]}, device=device,
                           callbacks=[history], logger=False, enable_checkpointing=False, enable_progress_bar=False,
                           default_root_dir=None)

@@ -44,6 +44,7 @@ import pytorch_lightning as pl
 import torch
 
 from .errors import UserError
+from .jobs import hyper_parameters
 from .outputs import read_json, write_json
 
 __all__ = ['run_trial', 'SearchTrialReporter', 'TrialChannel', 'evaluate_architecture']
@@ -134,15 +135,11 @@ def _recorded_parameters() -> dict | None:
             time.sleep(1.0)
     else:
         return None
-    for text in job.get('hyperParameters') or []:
-        try:
-            value = json.loads(text) if isinstance(text, str) else text
-        except ValueError:
-            continue
-        if isinstance(value, dict) and 'parameters' in value:
-            return {'parameter_id': value.get('parameter_id'), 'parameter_source': value.get('parameter_source'),
-                    'parameters': value['parameters'], 'parameter_index': value.get('parameter_index', 0)}
-    return None
+    record = next((r for r in hyper_parameters(job) if 'parameters' in r), None)
+    if record is None:
+        return None
+    return {'parameter_id': record.get('parameter_id'), 'parameter_source': record.get('parameter_source'),
+            'parameters': record['parameters'], 'parameter_index': record.get('parameter_index', 0)}
 
 
 # ---------------------------------------------------------------------------------------------- evaluation

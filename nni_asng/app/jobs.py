@@ -1,0 +1,49 @@
+"""The trial records of NNI's REST API (``/api/v1/nni/trial-jobs``), decoded.
+
+Shared by the commands that watch an experiment (:mod:`~nni_asng.app.launch`, the pipeline), the pipeline's
+advisor (which must import fast: only ``json`` here) and a trial that looks up its own record.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+__all__ = ['TERMINAL_STATES', 'hyper_parameters', 'job_parameters', 'job_parameter_id', 'final_metric']
+
+#: The states in which a trial has ended.
+TERMINAL_STATES = ('SUCCEEDED', 'FAILED', 'USER_CANCELED', 'SYS_CANCELED', 'EARLY_STOPPED')
+
+
+def hyper_parameters(job: dict) -> Iterator[dict]:
+    """The decoded ``hyperParameters`` records of a trial (JSON objects only)."""
+    for text in job.get('hyperParameters') or []:
+        try:
+            value = json.loads(text) if isinstance(text, str) else text
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            yield value
+
+
+def job_parameters(job: dict) -> dict:
+    """The parameters the trial was given (``{}`` when no record holds them)."""
+    return next((v['parameters'] for v in hyper_parameters(job) if isinstance(v.get('parameters'), dict)), {})
+
+
+def job_parameter_id(job: dict) -> int | None:
+    """The parameter id of the trial's parameters (NNI keys its metrics by it)."""
+    return next((v['parameter_id'] for v in hyper_parameters(job) if isinstance(v.get('parameter_id'), int)), None)
+
+
+def final_metric(job: dict) -> Any:
+    """The trial's final result, decoded from NNI's (possibly repeatedly) JSON-encoded text; None before it ends."""
+    final = job.get('finalMetricData') or []
+    if not final:
+        return None
+    data = final[-1].get('data')
+    while isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            break
+    return data
