@@ -151,24 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _configure_output(debug: bool) -> None:
     """Our messages on stdout; NNI's and Lightning's chatter only with --debug (warnings stay visible)."""
-    import warnings
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format='%(levelname)s %(name)s: %(message)s')
-    if debug:
-        return
-    import nni.runtime.log  # noqa: F401  (sets the 'nni' logger to INFO when imported: import it first)
-    import pytorch_lightning  # noqa: F401  (sets its logger to INFO when imported: import it first)
-    logging.getLogger('nni').propagate = False     # NNI prints its own (coloured) records
-    for name, level in (('nni', logging.ERROR), ('pytorch_lightning', logging.WARNING),
-                        ('lightning.pytorch', logging.WARNING), ('lightning_fabric', logging.WARNING),
-                        ('lightning', logging.WARNING)):
-        logging.getLogger(name).setLevel(level)
-    for message in ('.*is found to be not a nn.Module.*', '.*does not have many workers.*',
-                    '.*manual optimization and every_n_train_steps.*', '.*LeafSpec.*is deprecated.*',
-                    '.*The number of training batches.*', '.*You defined a `validation_step` but have no.*',
-                    '.*Checkpoint directory .* exists and is not empty.*'):
-        warnings.filterwarnings('ignore', message=message)
-    warnings.filterwarnings('ignore', category=DeprecationWarning)
+    if not debug:
+        from .outputs import quiet_library_logs
+        quiet_library_logs()
 
 
 def _load(args):

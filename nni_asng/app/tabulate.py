@@ -210,7 +210,9 @@ def _init_worker(cfg_dump: dict, source: str | None, device: str) -> None:
     import torch
 
     from .assembly import table_data
+    from .outputs import quiet_library_logs
     torch.set_num_threads(1)
+    quiet_library_logs()               # a fresh process: Lightning would print its banner for every row
     cfg = ExperimentConfig.model_validate(cfg_dump)
     cfg.source = source
     _WORKER.update(cfg=cfg, device=device, data=table_data(cfg))
