@@ -214,3 +214,22 @@ def test_sweep_values_are_written_as_yaml_reads_them(protocol):
     for text, value in [('3e-4', 3e-4), ('1e-5', 1e-5), ('0.1', 0.1), ('4', 4), ('2.0', 2.0)]:
         assert yaml.safe_load(sweep.yaml_scalar(text)) == value
     assert sweep.yaml_scalar('argmax') == 'argmax'
+
+
+def test_a_stopped_search_stops_the_protocol_and_a_failed_one_does_not(protocol, monkeypatch, tmp_path):
+    """SIGTERM (the search's graceful stop raises SearchInterrupted) or Ctrl-C ends the whole protocol run — a
+    second protocol started on the same folder must not race a first one that only skipped to its next job;
+    an ordinary failure is recorded in failed.json and the protocol goes on."""
+    from nni_asng.app import SearchInterrupted
+    job = {'folder': str(tmp_path / 'job'), 'strategy': 'asng', 'seed': 0}
+
+    def stopped(job):
+        raise SearchInterrupted('SIGTERM', tmp_path / 'last.ckpt', epoch=0, step=3)
+
+    monkeypatch.setattr(protocol, '_search_and_evaluate', stopped)
+    with pytest.raises(SearchInterrupted):
+        protocol.run_job(job)
+    monkeypatch.setattr(protocol, '_search_and_evaluate', lambda job: 1 / 0)
+    result = protocol.run_job(job)
+    assert result['ok'] is False and 'ZeroDivisionError' in result['error']
+    assert 'ZeroDivisionError' in json.loads((tmp_path / 'job' / 'failed.json').read_text())['error']

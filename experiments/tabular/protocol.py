@@ -278,6 +278,8 @@ def run_job(job: Mapping[str, Any]) -> dict[str, Any]:
     Runs in a worker process (or in-process with ``--jobs 1``); everything the search prints goes to log.txt.
     """
     import torch
+
+    from nni_asng.app import SearchInterrupted
     torch.set_num_threads(1)
     folder = Path(job['folder'])
     started = time.time()
@@ -288,7 +290,7 @@ def run_job(job: Mapping[str, Any]) -> dict[str, Any]:
         failure = {'strategy': job['strategy'], 'seed': job['seed'], 'error': f'{type(err).__name__}: {err}'[:2000],
                    'traceback': traceback.format_exc()[-4000:], 'wall_s': time.time() - started}
         _write_json(folder / 'failed.json', failure)
-        if isinstance(err, KeyboardInterrupt):
+        if isinstance(err, (KeyboardInterrupt, SearchInterrupted, SystemExit)):   # Ctrl-C, SIGTERM: stop the protocol
             raise
         return {'ok': False, 'folder': str(folder), **failure}
     record['job_wall_s'] = time.time() - started
