@@ -194,14 +194,16 @@ def test_short_asng_search_beats_a_random_architecture(protocol, full_table, tmp
 
 
 def test_cached_results_go_stale_when_a_strategy_default_changes(protocol, monkeypatch):
-    """A cached (strategy, seed) result depends on the strategy's code defaults, not only on the config."""
-    digest = protocol.settings_digest('cfg', [], 10, 10, 'advantage_nas')
-    assert digest == protocol.settings_digest('cfg', [], 10, 10, 'advantage_nas')
-    assert digest != protocol.settings_digest('cfg', [], 10, 10, 'asng')                  # other defaults
-    defaults = protocol.strategy_defaults('advantage_nas')
-    assert 'learning_rate' in defaults
-    monkeypatch.setattr(protocol, 'strategy_defaults', lambda s: {**defaults, 'learning_rate': '0.5'})
-    assert protocol.settings_digest('cfg', [], 10, 10, 'advantage_nas') != digest
+    """A cached (strategy, seed) result depends on the strategy's effective arguments: its code defaults unless
+    --set overrides them."""
+    args = protocol.strategy_arguments('advantage_nas')
+    digest = protocol.settings_digest('cfg', [], 10, 10, args)
+    assert digest == protocol.settings_digest('cfg', [], 10, 10, protocol.strategy_arguments('advantage_nas'))
+    assert digest != protocol.settings_digest('cfg', [], 10, 10, protocol.strategy_arguments('asng'))
+    changed = {**args, 'learning_rate': '0.5'}                       # a default changed in the code
+    assert protocol.settings_digest('cfg', [], 10, 10, changed) != digest
+    overridden = protocol.strategy_arguments('advantage_nas', {'learning_rate': 0.5})
+    assert overridden == changed                                      # --set overrides the default
 
 
 def test_sweep_values_are_written_as_yaml_reads_them(protocol):

@@ -223,21 +223,23 @@ def search_overrides(strategy: str, seed: int, epochs: int, mc_theta_epochs: int
 
 
 def settings_digest(base_text: str, extra: Sequence[str], epochs: int, mc_theta_epochs: int,
-                    strategy: str | None = None) -> str:
-    """What a cached search result depends on: the config, the overrides, the budget and the strategy's default
-    arguments (so a changed default makes its cached results stale). The Kendall settings are recorded, not
-    compared."""
+                    strategy_args: Mapping[str, str] | None = None) -> str:
+    """What a cached search result depends on: the config, the overrides, the budget and the strategy's
+    effective arguments (:func:`strategy_arguments`: a changed default makes its cached results stale, unless
+    ``--set`` overrides it). The Kendall settings are recorded, not compared."""
     text = json.dumps({'config': base_text, 'set': list(extra), 'epochs': epochs, 'mc_theta_epochs': mc_theta_epochs,
-                       **({'defaults': strategy_defaults(strategy)} if strategy and strategy != RANDOM else {})})
+                       **({'defaults': dict(strategy_args)} if strategy_args is not None else {})})
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def strategy_defaults(strategy: str) -> dict[str, str]:
-    """The default value of every constructor argument of the strategy (as text)."""
+def strategy_arguments(strategy: str, user_args: Mapping[str, Any] = ()) -> dict[str, str]:
+    """The strategy's constructor arguments (as text) as a search uses them: its defaults, overridden by the
+    ``strategy.args`` that ``--set`` gives."""
     import inspect
     from nni_asng.app import strategy_entry
-    return {name: repr(p.default) for name, p in strategy_entry(strategy).parameters().items()
-            if p.default is not inspect.Parameter.empty}
+    defaults = {name: repr(p.default) for name, p in strategy_entry(strategy).parameters().items()
+                if p.default is not inspect.Parameter.empty}
+    return {**defaults, **{name: repr(value) for name, value in dict(user_args).items()}}
 
 
 def space_architectures(cfg) -> list[dict[str, Any]]:
@@ -424,11 +426,14 @@ def _first_batches(loader, count: int, device: str) -> Iterable:
 
 
 # ---------------------------------------------------------------------------------------------- the plan
-def plan(args, base_text: str, archs) -> tuple[list[dict], list[dict]]:
-    """(jobs to run, cached records) for the requested strategies and seeds."""
+def plan(args, base_text: str, archs, user_args: Mapping[str, Mapping[str, Any]]) -> tuple[list[dict], list[dict]]:
+    """(jobs to run, cached records) for the requested strategies and seeds; ``user_args``: the ``strategy.args``
+    that ``--set`` gives each strategy."""
     settings = {'epochs': args.epochs, 'mc_theta_epochs': args.mc_theta_epochs,
                 'set': list(args.set), 'kendall_archs': args.kendall_archs, 'kendall_batches': args.kendall_batches}
-    digests = {s: settings_digest(base_text, args.set, args.epochs, args.mc_theta_epochs, s) for s in args.strategies}
+    digests = {s: settings_digest(base_text, args.set, args.epochs, args.mc_theta_epochs,
+                                  None if s == RANDOM else strategy_arguments(s, user_args[s]))
+               for s in args.strategies}
     sample = kendall_sample(archs, args.kendall_archs)
     jobs, cached, stale = [], [], []
     for seed in range(args.seeds):                     # seed-major: a partial run covers every strategy
@@ -721,11 +726,13 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     table = TabularBenchmark.load(args.table)
     base_text = base_config_text(args.table, args.config)
     source = str(args.config or args.table / 'meta.json')
-    cfg = None
+    cfg, user_args = None, {}
     for strategy in args.strategies:             # fail fast: --set must be valid for every strategy searched
         if strategy != RANDOM:
             cfg = parse_config(base_text, source=source, overrides=search_overrides(
                 strategy, 0, args.epochs, args.mc_theta_epochs) + list(args.set))
+            user_args[strategy] = parse_config(base_text, source=source, overrides=[
+                f'strategy.name={strategy}', 'strategy.args={}', *args.set]).strategy.args
     if cfg is None:
         cfg = parse_config(base_text, source=source, overrides=args.set)
     check_against_table(cfg, args.table)
@@ -733,7 +740,7 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     settings = {'table': str(args.table), 'epochs': args.epochs, 'mc_theta_epochs': args.mc_theta_epochs,
                 'seeds': args.seeds, 'strategies': args.strategies, 'kendall_archs': args.kendall_archs,
                 'kendall_batches': args.kendall_batches, 'set': args.set, 'space_architectures': len(archs)}
-    jobs, cached = plan(args, base_text, archs)
+    jobs, cached = plan(args, base_text, archs, user_args)
     log(f'protocol: {len(archs)} architectures in the space, {len(table)} in the table; {len(cached)} result(s) '
         f'ready, {0 if args.report_only else len(jobs)} search(es) to run with {args.jobs} job(s) -> {args.output}')
     records = list(cached)
