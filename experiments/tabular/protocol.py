@@ -729,10 +729,11 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     cfg, user_args = None, {}
     for strategy in args.strategies:             # fail fast: --set must be valid for every strategy searched
         if strategy != RANDOM:
-            cfg = parse_config(base_text, source=source, overrides=search_overrides(
-                strategy, 0, args.epochs, args.mc_theta_epochs) + list(args.set))
-            user_args[strategy] = parse_config(base_text, source=source, overrides=[
-                f'strategy.name={strategy}', 'strategy.args={}', *args.set]).strategy.args
+            own = search_overrides(strategy, 0, args.epochs, args.mc_theta_epochs)
+            cfg = parse_config(base_text, source=source, overrides=own + list(args.set))
+            protocol_args = parse_config(base_text, source=source, overrides=own).strategy.args
+            user_args[strategy] = {k: v for k, v in cfg.strategy.args.items()      # what --set adds or changes
+                                   if k not in protocol_args or protocol_args[k] != v}
     if cfg is None:
         cfg = parse_config(base_text, source=source, overrides=args.set)
     check_against_table(cfg, args.table)
