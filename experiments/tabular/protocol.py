@@ -244,12 +244,10 @@ def strategy_arguments(strategy: str, user_args: Mapping[str, Any] = ()) -> dict
 
 def space_architectures(cfg) -> list[dict[str, Any]]:
     """Every architecture of the config's space, in the table builder's fixed order."""
-    from nni_asng.app import assembly, space_entry
+    from nni_asng.app import assembly
     from nni_asng.app.tabulate import enumerate_architectures
-    entry = space_entry(cfg.space.name)
-    info = assembly.search_data(cfg).info
     with _quiet():
-        space = entry.build_space(cfg.space.args, info)
+        space = assembly.search_space(cfg, assembly.search_data(cfg).info)
     return enumerate_architectures(space, 10 ** 7)
 
 
@@ -361,33 +359,24 @@ def _warm_up(cfg) -> None:
 def supernet_accuracies(cfg, out: Path, archs: Sequence[Mapping[str, Any]], batches: int) -> dict[str, Any]:
     """Accuracy and loss of each architecture evaluated with the weights of the search's final supernet.
 
-    The supernet is rebuilt as the search built it (the strategy's mutation of the space), its weights are
-    loaded from ``checkpoints/last.ckpt``, and each architecture is activated (``activate(arch)``: every
+    The supernet is rebuilt as the search built it (:func:`nni_asng.app.build_search`, then the strategy's
+    mutation of the space), its weights are loaded from ``checkpoints/last.ckpt``, and each architecture is activated (``activate(arch)``: every
     path-sampling supermodule runs that path) and evaluated on the first ``batches`` D_θ batches, in
     training mode (BatchNorm on batch statistics, as in the search's θ steps) under ``no_grad``.
     """
     import torch
     import torch.nn.functional as F
-    from nni_asng.app import assembly, space_entry, strategy_entry, tasks
+    from nni_asng.app import assembly
 
     started, cpu_started = time.time(), time.process_time()
-    entry = space_entry(cfg.space.name)
-    data = assembly.search_data(cfg)
-    s_entry = strategy_entry(cfg.strategy.name)
-    args = dict(cfg.strategy.args)
-    if 'seed' in s_entry.parameters():
-        args['seed'] = cfg.seed
-    if s_entry.name == 'multi_complexity' and args.get('complexity') == 'flops':
-        args.setdefault('input_shape', list(data.info.input_shape))
     with _quiet():
-        space = entry.build_space(cfg.space.args, data.info)
-        strategy = s_entry.load_class()(**args)
-        supernet = strategy.mutate_model(space)
-        module = strategy.configure_oneshot_module(assembly.search_module(cfg))
+        parts = assembly.build_search(cfg)
+        supernet = parts.strategy.mutate_model(parts.space)
+        module = parts.strategy.configure_oneshot_module(assembly.search_module(cfg))
+    data, device = parts.data, parts.device
     module.set_model(supernet)
     state = torch.load(out / 'checkpoints' / 'last.ckpt', map_location='cpu', weights_only=False)
     module.load_state_dict(state['state_dict'])
-    device = tasks.resolve_device(cfg.search.device)
     module.to(device)
     module.train()
     evaluate = list(_first_batches(data.val, batches, device))
