@@ -147,7 +147,8 @@ def test_protocol_smoke_on_a_partial_table(protocol, partial_table, tmp_path):
     assert report['strategies']['random']['kendall_tau']['n'] == 0
     assert not (out / 'runs' / 'asng' / 'seed0' / 'search' / 'checkpoints' / 'last.ckpt').exists()
     text = (out / 'results.txt').read_text()
-    assert 'ASNG' in text and 'random architecture' in text and 'PARTIAL' in text
+    assert 'ASNG' in text and 'random architecture' in text and 'PARTIAL' in text and 'p(>ROS)' in text
+    assert asng['p_vs_random_one_shot'] is None                  # no RandomOneShot seeds in this run
     assert json.loads((out / 'results.json').read_text())['strategies']['asng']['seeds'] == 2
     assert (out / 'anytime.png').stat().st_size > 0
 

@@ -69,6 +69,7 @@ DEFAULT_OUTPUT = REPO / 'experiments' / 'results' / 'tabular' / 'protocol'
 OURS = ('asng', 'sng', 'pdas', 'advantage_nas', 'reinforce', 'multi_complexity')
 NNI = ('darts', 'gumbel_darts', 'random_one_shot')
 RANDOM = 'random'
+RANDOM_ONE_SHOT = 'random_one_shot'
 STRATEGIES = OURS + NNI + (RANDOM,)
 #: Supernets that can run one given architecture (path sampling); DARTS-style ones mix every operation.
 PATH_SAMPLING = OURS + ('random_one_shot', 'proxyless')
@@ -522,8 +523,11 @@ def build_report(records: list[dict], table, strategies: Sequence[str], seeds: i
         if r['strategy'] in by_strategy and r['seed'] < seeds:
             by_strategy[r['strategy']].append(r)
     rows: dict[str, Any] = {}
-    random_accs = [e.accuracy for e in (_lookup(table, r['architecture']) for r in by_strategy.get(RANDOM, []))
-                   if e is not None]
+    def table_accuracies(strategy: str) -> list[float]:
+        return [e.accuracy for e in (_lookup(table, r['architecture']) for r in by_strategy.get(strategy, []))
+                if e is not None]
+
+    random_accs, random_one_shot_accs = table_accuracies(RANDOM), table_accuracies(RANDOM_ONE_SHOT)
     for strategy, recs in by_strategy.items():
         recs.sort(key=lambda r: r['seed'])
         seeds_out = []
@@ -551,6 +555,8 @@ def build_report(records: list[dict], table, strategies: Sequence[str], seeds: i
         accs = [s['accuracy'] for s in seeds_out if s['in_table']]
         _, p_random = mann_whitney_greater(accs, random_accs) if strategy != RANDOM else (None, None)
         _, p_table = mann_whitney_greater(accs, table.accuracies)
+        _, p_random_one_shot = (mann_whitney_greater(accs, random_one_shot_accs)
+                                if strategy not in (RANDOM, RANDOM_ONE_SHOT) else (None, None))
         taus = [s['kendall']['tau'] for s in seeds_out if s['kendall'] and s['kendall']['tau'] is not None]
         rows[strategy] = {
             'seeds': len(seeds_out), 'not_in_table': sum(not s['in_table'] for s in seeds_out),
@@ -561,6 +567,7 @@ def build_report(records: list[dict], table, strategies: Sequence[str], seeds: i
             'search_cpu_s': _summary([s['search_cpu_s'] for s in seeds_out]),
             'p_vs_random': p_random if strategy != RANDOM and accs and random_accs else None,
             'p_vs_table': p_table if accs else None,
+            'p_vs_random_one_shot': p_random_one_shot if accs and random_one_shot_accs else None,
             'kendall_tau': _summary(taus),
             'kendall_architectures': _summary([s['kendall']['architectures'] for s in seeds_out if s['kendall']]),
             'per_seed': seeds_out,
@@ -592,23 +599,24 @@ def format_report(report: dict, settings: dict) -> str:
              f"{settings['mc_theta_epochs']} θ-only), seeds 0..{settings['seeds'] - 1}; Kendall τ over "
              f"{settings['kendall_archs']} table architectures x {settings['kendall_batches']} D_θ batches", '']
     header = (f"{'strategy':<22} {'n':>3} {'miss':>4}  {'test acc % (mean ± std)':>23} {'median':>7} "
-              f"{'regret pp':>9} {'pct med':>7} {'wall s':>7} {'CPU s':>7} {'p(>rand)':>8} {'p(>table)':>9} "
-              f"{'Kendall τ':>13}")
+              f"{'regret pp':>9} {'pct med':>7} {'wall s':>7} {'CPU s':>7} {'p(>rand)':>8} {'p(>ROS)':>7} "
+              f"{'p(>table)':>9} {'Kendall τ':>13}")
     lines += [header, '-' * len(header)]
     for strategy, row in report['strategies'].items():
         acc = row['accuracy']
-        p_r = '-' if row['p_vs_random'] is None else f"{row['p_vs_random']:.3f}"
-        p_t = '-' if row['p_vs_table'] is None else f"{row['p_vs_table']:.3f}"
+        p_r, p_o, p_t = ('-' if row.get(key) is None else f"{row[key]:.3f}"
+                         for key in ('p_vs_random', 'p_vs_random_one_shot', 'p_vs_table'))
         tau = _fmt(row['kendall_tau'], digits=2) if row['kendall_tau']['n'] else '-'
         lines.append(f"{DISPLAY.get(strategy, strategy):<22} {row['seeds']:>3} {row['not_in_table']:>4}  "
                      f"{_fmt(acc, 100):>23} {_fmt({**acc, 'mean': acc['median']}, 100, std=False):>7} "
                      f"{_fmt(row['regret_pp'], std=False):>9} "
                      f"{_fmt({**row['percentile'], 'mean': row['percentile']['median']}, digits=1, std=False):>7} "
                      f"{_fmt(row['search_wall_s'], digits=0, std=False):>7} "
-                     f"{_fmt(row['search_cpu_s'], digits=0, std=False):>7} {p_r:>8} {p_t:>9} {tau:>13}")
+                     f"{_fmt(row['search_cpu_s'], digits=0, std=False):>7} {p_r:>8} {p_o:>7} {p_t:>9} {tau:>13}")
     lines += ['', 'n: seeds done; miss: exports the table does not hold (yet); regret: table best - accuracy (mean); '
-              'pct med: median percentile in the table; wall/CPU s: mean search time; p(>rand), p(>table): one-sided '
-              'Mann-Whitney U against the random seeds / against every architecture of the table; Kendall τ: '
+              'pct med: median percentile in the table; wall/CPU s: mean search time; p(>rand), p(>ROS), p(>table): '
+              'one-sided Mann-Whitney U against the random seeds / the RandomOneShot seeds / every architecture of '
+              'the table; Kendall τ: '
               'supernet vs table accuracy (mean ± std over seeds).']
     return '\n'.join(lines)
 
