@@ -33,8 +33,12 @@ DEFAULT_OUTPUT = protocol.REPO / 'experiments' / 'results' / 'tabular' / 'sweeps
 
 
 def _value_text(value: str) -> str:
-    """A folder-safe spelling of a swept value."""
-    return value.replace('/', '_').replace(' ', '')
+    """A folder-safe spelling of a swept value or of the fixed arguments (no '/', ' ' or ':')."""
+    return value.replace('/', '_').replace(' ', '').replace(':', '=')
+
+
+def _fixed_suffix(fixed: str | None) -> str:
+    return f'[{_value_text(fixed)}]' if fixed else ''
 
 
 def yaml_scalar(value: str) -> str:
@@ -74,7 +78,7 @@ def run_sweep(args: argparse.Namespace, log: Callable[[str], None] = print) -> l
     from nni_asng.tabular import TabularBenchmark
     rows = []
     for value in args.values:
-        folder = args.output / args.strategy / f'{args.param}={_value_text(value)}'
+        folder = args.output / args.strategy / f'{args.param}={_value_text(value)}{_fixed_suffix(args.fixed)}'
         strategy_args = ', '.join([f'{args.param}: {value}'] + ([args.fixed] if args.fixed else []))
         argv = ['--table', str(args.table), '--output', str(folder), '--strategies', f'{args.strategy},random',
                 '--seeds', str(args.seeds), '--epochs', str(args.epochs), '--jobs', str(args.jobs),
@@ -149,7 +153,7 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
     args = parse_args(argv)
     rows = run_sweep(args, log)
     text = format_sweep(args, rows)
-    stem = args.output / args.strategy / (args.param + (f'[{_value_text(args.fixed)}]' if args.fixed else ''))
+    stem = args.output / args.strategy / (args.param + _fixed_suffix(args.fixed))
     stem.parent.mkdir(parents=True, exist_ok=True)
     Path(f'{stem}.txt').write_text(text + '\n', encoding='utf-8')
     protocol._write_json(Path(f'{stem}.json'), {'settings': vars(args), 'rows': rows})
