@@ -260,6 +260,7 @@ def test_table_noise_recovers_a_known_architecture_spread_and_seed_noise():
     text = table_noise.noise_report(TabularBenchmark(rows), chance=0.1)
     lines = dict(line.split(': ', 1) for line in text.splitlines())
     assert 'at chance' in text and lines['architectures'].startswith('729; at chance (test accuracy <= 15%): 60;')
+    assert lines['distinct results among the seed-0 rows'].startswith('670 ')      # the 60 chance rows are one
     noise = float(lines['noise per seed'].split(' pp')[0])
     spread = float(lines['spread of the architectures themselves'].split(' pp')[0])
     assert 0.9 < noise < 1.1 and 1.8 < spread < 2.2, text

@@ -30,9 +30,12 @@ def noise_report(table, chance: float, margin: float = 0.05) -> str:
     observed = float(single.std(ddof=1))
     true_spread = math.sqrt(max(observed ** 2 - noise ** 2, 0.0))
     pct = np.percentile(100 * single, [10, 50, 90])
+    # functionally identical cells (an edge whose output is never used) train to identical rows
+    distinct = {(r['final'].get('test_acc'), r['final'].get('test_loss')) for r in table.rows if r['seed'] == first}
     return '\n'.join([
         f'architectures: {len(entries)}; at chance (test accuracy <= {100 * (chance + margin):.0f}%): '
         f'{len(entries) - len(learning)}; the others: {len(learning)}',
+        f'distinct results among the seed-{first} rows: {len(distinct)} (identical rows: functionally identical cells)',
         f'the others, seed {first}: 10th / 50th / 90th percentile {pct[0]:.2f} / {pct[1]:.2f} / {pct[2]:.2f}%, '
         f'std {100 * observed:.2f} pp',
         f'the others with seeds {first} and {second}: {len(pairs)}; Spearman {spearman(pairs[:, 0], pairs[:, 1]):.3f}, '

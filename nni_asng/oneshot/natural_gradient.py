@@ -58,7 +58,9 @@ class ASNG(_NaturalGradientStrategy):
         σ_min of continuous numerical variables (``nni.uniform``) as a fraction of high − low (default
         1/100); quantised ones (``nni.quniform``) use a quarter of their quantum (asng-nas §3.3 "Int").
     warmup_epochs
-        Epochs of weight training with θ fixed before θ starts to move.
+        Epochs of weight training with θ fixed before θ starts to move. θ converges within the first epoch
+        at the defaults, on a supernet that has hardly trained; for a search of a few hundred steps about half
+        the epochs is worth trying (measured on the tabular benchmark: experiments/README.md, "Sweeps").
     resample_for_architecture
         Draw fresh architectures for the θ step instead of reusing the λ of the weight step.
     gradient_clip_val, log_every_n_steps, seed
