@@ -617,7 +617,8 @@ def format_report(report: dict, settings: dict) -> str:
                      f"{_fmt(row['regret_pp'], std=False):>9} "
                      f"{_fmt({**row['percentile'], 'mean': row['percentile']['median']}, digits=1, std=False):>7} "
                      f"{_fmt(row['search_wall_s'], digits=0, std=False):>7} "
-                     f"{_fmt(row['search_cpu_s'], digits=0, std=False):>7} {p_r:>8} {p_o:>7} {p_t:>9} {tau:>13} {sup_best:>8}")
+                     f"{_fmt(row['search_cpu_s'], digits=0, std=False):>7} {p_r:>8} {p_o:>7} {p_t:>9} {tau:>13} "
+                     f"{sup_best:>8}")
     lines += ['', 'n: seeds done; miss: exports the table does not hold (yet); regret: table best - accuracy (mean); '
               'pct med: median percentile in the table; wall/CPU s: mean search time; p(>rand), p(>ROS), p(>table): '
               'one-sided Mann-Whitney U against the random seeds / the RandomOneShot seeds / every architecture of '
