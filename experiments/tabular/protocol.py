@@ -67,15 +67,15 @@ DEFAULT_TABLE = REPO / 'experiments' / 'results' / 'tabular' / 'nb201_fmnist'
 DEFAULT_OUTPUT = REPO / 'experiments' / 'results' / 'tabular' / 'protocol'
 
 OURS = ('asng', 'sng', 'pdas', 'advantage_nas', 'reinforce', 'multi_complexity')
-NNI = ('darts', 'gumbel_darts', 'random_one_shot')
 RANDOM = 'random'
 RANDOM_ONE_SHOT = 'random_one_shot'
+NNI = ('darts', 'gumbel_darts', RANDOM_ONE_SHOT)
 STRATEGIES = OURS + NNI + (RANDOM,)
 #: Supernets that can run one given architecture (path sampling); DARTS-style ones mix every operation.
-PATH_SAMPLING = OURS + ('random_one_shot', 'proxyless')
+PATH_SAMPLING = OURS + (RANDOM_ONE_SHOT, 'proxyless')
 DISPLAY = {'asng': 'ASNG', 'sng': 'SNG', 'pdas': 'PDAS', 'advantage_nas': 'AdvantageNAS', 'reinforce': 'Reinforce',
            'multi_complexity': 'MultiComplexity (ε=0)', 'darts': 'DARTS (NNI)', 'gumbel_darts': 'GumbelDARTS (NNI)',
-           'random_one_shot': 'RandomOneShot (NNI)', 'proxyless': 'Proxyless (NNI)', RANDOM: 'random architecture'}
+           RANDOM_ONE_SHOT: 'RandomOneShot (NNI)', 'proxyless': 'Proxyless (NNI)', RANDOM: 'random architecture'}
 KENDALL_SEED = 20261129          # fixes the permutation of the space from which the τ sample is drawn
 RESULT = 'result.json'
 

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def noise_report(table, chance: float, margin: float = 0.05) -> str:
     from nni_asng.tabular import spearman
-    first, second = sorted({s for e in (table.query(a) for a in table.architectures()) for s in e.seeds})[:2]
+    first, second = sorted({r['seed'] for r in table.rows})[:2]
     entries = [table.query(a) for a in table.architectures()]
     learning = [e for e in entries if e.accuracy > chance + margin]
     seed_values = [dict(zip(e.seeds, e.per_seed_accuracy)) for e in learning]
