@@ -278,6 +278,12 @@ class TabularConfig(_Section):
     validation: int = Field(2000, ge=1)
     processes: int = Field(1, ge=1)
     max_architectures: int = Field(100_000, ge=1)
+    # Train one representative per functional equivalence class of the space (e.g. 'nas_bench_201'), and every
+    # class with every seed; None trains every architecture.
+    equivalence: Optional[str] = None
+    # A table folder built with the same space, data and retrain recipe: its rows are taken over for the
+    # (architecture or class, seed) pairs it holds instead of training them again.
+    reuse: Optional[str] = None
 
     @field_validator('seeds')
     @classmethod

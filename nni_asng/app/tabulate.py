@@ -8,7 +8,11 @@ training, validation (``tabular.validation`` held-out training images) and test 
 loss and accuracy of every epoch, the parameters, the FLOPs and the training time.
 
 The first seed of ``tabular.seeds`` covers every architecture, the others a fixed random ``tabular.sample``
-of them. Jobs run seed by seed, each seed's in a fixed shuffled order (so a partial table is a uniform sample,
+of them. With ``tabular.equivalence`` (e.g. ``nas_bench_201``), the unit of the table is a functional
+equivalence class of architectures (:mod:`search_spaces.nas_bench_201_canonical`): one representative per class
+(the member with the fewest operations) is trained, and the seeds beyond the first cover a ``tabular.sample`` of
+the classes (all of them when it is null). ``tabular.reuse`` names a table built with the same space, data and
+retrain recipe whose rows are taken over for the (architecture or class, seed) pairs it holds. Jobs run seed by seed, each seed's in a fixed shuffled order (so a partial table is a uniform sample,
 and once the first seed is done every architecture can be looked up), in
 ``tabular.processes`` worker processes (one thread each). Rows are appended to ``table.jsonl`` one by one;
 killed at any point, the next run with the same config continues where it stopped, and a row depends
@@ -31,9 +35,9 @@ import numpy as np
 from .config import ExperimentConfig, dump_config
 from .errors import ConfigError, UserError
 from .outputs import read_json, write_json
-from ..tabular import ROW_FILE, TabularBenchmark, arch_key, read_rows
+from ..tabular import ROW_FILE, TabularBenchmark, arch_key, equivalence_function, read_rows, row_key
 
-__all__ = ['build_table', 'enumerate_architectures', 'plan_jobs', 'TableBuild']
+__all__ = ['build_table', 'enumerate_architectures', 'plan_jobs', 'table_units', 'TableBuild', 'TableUnit']
 
 META_FILE = 'meta.json'
 _PLAN_SEED = 20261129          # fixes the job order and the sampled architectures of later seeds
@@ -75,9 +79,69 @@ def plan_jobs(n_architectures: int, seeds: Sequence[int], sample: int | None) ->
             for k in rng.permutation(len(indices))]
 
 
+@dataclass(frozen=True)
+class TableUnit:
+    """What one row measures: an architecture, or an equivalence class trained on its representative."""
+
+    key: str                       # row_key of its rows
+    index: int                     # the representative's index among the enumerated architectures
+    architecture: dict[str, Any]
+    members: list[int]             # indices of the architectures it stands for
+
+
+def table_units(archs: Sequence[dict[str, Any]], equivalence: str | None) -> list[TableUnit]:
+    """The architectures, or their equivalence classes in order of first member; a class's representative is
+    its member with the fewest operations other than ``none`` (then the first)."""
+    if equivalence is None:
+        return [TableUnit(arch_key(a), i, a, [i]) for i, a in enumerate(archs)]
+    canonical = equivalence_function(equivalence)
+    classes: dict[str, list[int]] = {}
+    for i, arch in enumerate(archs):
+        classes.setdefault(canonical(arch), []).append(i)
+    units = []
+    for key, members in classes.items():
+        rep = min(members, key=lambda i: (sum(v != 'none' for v in archs[i].values()), i))
+        units.append(TableUnit(key, rep, archs[rep], members))
+    return units
+
+
+def _reused_rows(cfg: ExperimentConfig, units: Sequence[TableUnit], archs: Sequence[dict[str, Any]],
+                 done: set[tuple[str, int]]) -> list[dict[str, Any]]:
+    """Rows of the ``tabular.reuse`` table for the (unit, seed) pairs not ``done``: the representative's own
+    row where it has one, else the first member's (by enumeration order)."""
+    source = Path(cfg.tabular.reuse).expanduser()
+    if not (source / ROW_FILE).is_file():
+        raise UserError(f'tabular.reuse: no table at {source} (expected {source / ROW_FILE}); fix the path or '
+                        f'remove tabular.reuse')
+    differs = _recipe_differences(source / META_FILE, cfg, sections=('space', 'data', 'retrain'))
+    if differs:
+        raise UserError(f'tabular.reuse: {source} was built with another recipe (differs in: {", ".join(differs)}); '
+                        f'its rows cannot be taken over')
+    position = {arch_key(a): i for i, a in enumerate(archs)}
+    unit_of = {i: u for u in units for i in u.members}
+    seeds = set(cfg.tabular.seeds)
+    best: dict[tuple[str, int], tuple[int, dict[str, Any]]] = {}
+    for row in read_rows(source / ROW_FILE)[0]:
+        i = position.get(arch_key(row['architecture']))
+        if i is None or row['seed'] not in seeds:
+            continue
+        unit = unit_of[i]
+        pair = (unit.key, row['seed'])
+        if pair in done:
+            continue
+        rank = -1 if i == unit.index else i
+        if pair not in best or rank < best[pair][0]:
+            best[pair] = (rank, row)
+    taken = []
+    for (key, _), (_, row) in best.items():
+        taken.append({**row, 'class': key if cfg.tabular.equivalence else None, 'imported_from': source.name})
+    return taken
+
+
 # Settings that do not change a row's numbers (how fast or how verbosely it is computed).
+# The seeds and the sample only say which rows are trained, never what a row holds: a table can grow by seeds.
 _NOT_RECIPE = {'data': ('num_workers',), 'retrain': ('progress_bar', 'threads', 'seeds', 'device'),
-               'tabular': ('processes',)}
+               'tabular': ('processes', 'reuse', 'seeds', 'sample')}
 
 
 def _recipe(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -94,21 +158,46 @@ def _with_defaults(value: Any, default: Any) -> Any:
     return value
 
 
-def _check_meta(out: Path, cfg: ExperimentConfig) -> None:
-    meta = out / META_FILE
+def _recipe_differences(meta: Path, cfg: ExperimentConfig,
+                        sections: Sequence[str] = ('space', 'data', 'retrain', 'tabular')) -> list[str]:
+    """The recipe sections in which the table described by ``meta`` differs from ``cfg`` (none if no meta)."""
     if not meta.is_file():
-        return
-    new = _recipe(cfg)
+        return []
+    new = {k: v for k, v in _recipe(cfg).items() if k in sections}
     old = read_json(meta).get('recipe') or {}
     defaults = ExperimentConfig.model_validate({'name': 'defaults', 'space': {'name': cfg.space.name},
                                                 'strategy': {'name': cfg.strategy.name}})
     old = {section: _with_defaults(old.get(section), _recipe(defaults)[section]) for section in new}
     old = {section: {k: v for k, v in values.items() if k not in _NOT_RECIPE.get(section, ())}
            if isinstance(values, dict) else values for section, values in old.items()}
-    if old != new:
-        changed = [k for k in new if old.get(k) != new.get(k)]
+    return [k for k in new if old.get(k) != new.get(k)]
+
+
+def _check_meta(out: Path, cfg: ExperimentConfig) -> None:
+    changed = _recipe_differences(out / META_FILE, cfg)
+    if changed:
         raise UserError(f'{out} holds a table built with another recipe (differs in: {", ".join(changed)}); '
-                        f'use another --output, or the config it was built with ({meta})')
+                        f'use another --output, or the config it was built with ({out / META_FILE})')
+
+
+def _class_records(cfg: ExperimentConfig, units: Sequence[TableUnit], info, space_name: str,
+                   known: dict[str, Any]) -> dict[str, Any]:
+    """Per class: its representative, name, number of members, parameters and FLOPs (of the representative, as
+    trained), and ``measurements`` kept from earlier builds (room for per-class measurements such as latency)."""
+    from ..model_size import count_flops, count_parameters
+    from .assembly import table_network
+    records = {}
+    for unit in units:
+        old = known.get(unit.key) or {}
+        if old.get('representative') == unit.architecture and 'params' in old:
+            records[unit.key] = {**old, 'members': len(unit.members)}
+            continue
+        network = table_network(cfg, unit.architecture, info, 0)
+        records[unit.key] = {'representative': unit.architecture, 'name': _name(space_name, unit.architecture),
+                             'members': len(unit.members), 'params': count_parameters(network),
+                             'flops': count_flops(network, info.input_shape),
+                             'measurements': old.get('measurements', {})}
+    return records
 
 
 def _name(space_name: str, arch: dict[str, Any]) -> str | None:
@@ -150,7 +239,8 @@ def build_table(cfg: ExperimentConfig, output: str | os.PathLike, *, processes: 
     train, _, _, info = assembly.table_data(cfg)
     space = assembly.search_space(cfg, info)
     archs = enumerate_architectures(space, cfg.tabular.max_architectures)
-    jobs = plan_jobs(len(archs), cfg.tabular.seeds, cfg.tabular.sample)
+    units = table_units(archs, cfg.tabular.equivalence)
+    jobs = plan_jobs(len(units), cfg.tabular.seeds, cfg.tabular.sample)
 
     out.mkdir(parents=True, exist_ok=True)
     rows_file = out / ROW_FILE
@@ -158,8 +248,18 @@ def build_table(cfg: ExperimentConfig, output: str | os.PathLike, *, processes: 
     if rows_file.is_file() and rows_file.stat().st_size != good:
         with open(rows_file, 'r+b') as f:          # drop a line cut off by a kill
             f.truncate(good)
-    done = {(arch_key(r['architecture']), r['seed']) for r in rows}
-    todo = [(i, s) for i, s in jobs if (arch_key(archs[i]), s) not in done]
+    done = {(row_key(r), r['seed']) for r in rows}
+    planned = {(units[u].key, s) for u, s in jobs}
+    if cfg.tabular.reuse:
+        reused = [r for r in _reused_rows(cfg, units, archs, done) if (row_key(r), r['seed']) in planned]
+        with open(rows_file, 'a', encoding='utf-8') as sink:
+            for row in reused:
+                sink.write(json.dumps(row) + '\n')
+        if reused:
+            log(f'tabulate: took over {len(reused)} rows of {cfg.tabular.reuse}')
+        rows += reused
+        done |= {(row_key(r), r['seed']) for r in reused}
+    todo = [(u, s) for u, s in jobs if (units[u].key, s) not in done]
     if max_jobs is not None:
         todo = todo[:max_jobs]
     meta = read_json(out / META_FILE) if (out / META_FILE).is_file() else {
@@ -167,22 +267,32 @@ def build_table(cfg: ExperimentConfig, output: str | os.PathLike, *, processes: 
     meta.setdefault('sessions', []).append({'started': time.strftime('%Y-%m-%d %H:%M:%S'), 'device': device,
                                             'processes': processes, 'machine': _machine(device),
                                             'versions': versions(), 'rows_before': len(rows)})
+    meta.update(seeds=list(cfg.tabular.seeds), sample=cfg.tabular.sample)    # of the latest build
     meta.update(architectures=len(archs), jobs=len(jobs), train_images=len(train),
-                labels=sorted(archs[0]) if archs else [])
+                labels=sorted(archs[0]) if archs else [], chance_accuracy=1.0 / info.num_classes)
+    if cfg.tabular.equivalence:
+        meta.update(equivalence=cfg.tabular.equivalence, classes=_class_records(cfg, units, info, entry.name,
+                                                                                meta.get('classes') or {}))
     write_json(out / META_FILE, meta)
-    log(f'tabulate: {len(archs)} architectures of {cfg.space.name}, seeds {cfg.tabular.seeds} '
-        f'({len(jobs)} trainings; {len(rows)} done, {len(todo)} to run now) on {device}, {processes} process(es); '
+    what = f'{len(units)} classes of {len(archs)} architectures' if cfg.tabular.equivalence else \
+        f'{len(archs)} architectures'
+    log(f'tabulate: {what} of {cfg.space.name}, seeds {cfg.tabular.seeds} '
+        f'({len(jobs)} trainings; {len(jobs) - len([1 for u, s in jobs if (units[u].key, s) not in done])} done, '
+        f'{len(todo)} to run now) on {device}, {processes} process(es); '
         f'{len(train)} training images at {info.input_shape[1]}x{info.input_shape[2]}')
 
     started = time.time()
     finished = 0
-    work = [(i, archs[i], s) for i, s in todo]
+    work = [(units[u].index, units[u].architecture, s) for u, s in todo]
+    key_of = {u.index: u.key for u in units}
     context = multiprocessing.get_context('spawn')
     with context.Pool(processes, initializer=_init_worker, initargs=(cfg.model_dump(mode='json'), cfg.source,
                                                                       device)) as pool, \
             open(rows_file, 'a', encoding='utf-8') as sink:
         for row in pool.imap_unordered(_train_job, work):
             row['name'] = _name(entry.name, row['architecture'])
+            if cfg.tabular.equivalence:
+                row['class'] = key_of[row['index']]
             sink.write(json.dumps(row) + '\n')
             sink.flush()
             os.fsync(sink.fileno())
