@@ -514,8 +514,40 @@ def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def build_report(records: list[dict], table, strategies: Sequence[str], seeds: int, clock: str) -> dict[str, Any]:
+def regret_pp(best_accuracy: float, accuracy: float) -> float:
+    """Regret of an export in percentage points: the table's best accuracy minus the export's (>= 0)."""
+    return 100 * (best_accuracy - accuracy)
+
+
+def p_values(strategy: str, accuracies: Sequence[float], random_accuracies: Sequence[float],
+             random_one_shot_accuracies: Sequence[float], table_accuracies: Sequence[float]) -> dict[str, float | None]:
+    """One-sided Mann–Whitney p-values of H1 "the strategy's exports are more accurate than ...": the ``random``
+    seeds' exports, the RandomOneShot seeds' exports, every architecture of the table. A small p: better than
+    that sample. None where a sample is empty or it is the strategy itself (random has no p against random;
+    neither random nor RandomOneShot a p against RandomOneShot)."""
+    def greater(other: Sequence[float]) -> float | None:
+        return mann_whitney_greater(accuracies, other)[1] if len(accuracies) and len(other) else None
+
+    return {'p_vs_random': greater(random_accuracies) if strategy != RANDOM else None,
+            'p_vs_table': greater(table_accuracies),
+            'p_vs_random_one_shot': (greater(random_one_shot_accuracies)
+                                     if strategy not in (RANDOM, RANDOM_ONE_SHOT) else None)}
+
+
+def supernet_statistics(accuracy: Sequence[float], loss: Sequence[float],
+                        truth: Sequence[float]) -> dict[str, float | int | None]:
+    """The supernet against the table over the same architectures (aligned lists; >= 2 of them): Kendall's τ
+    of the supernet's accuracy vs the table's (``tau``) and of its −loss vs the table's (``tau_loss``), and
+    ``supernet_best``: the table accuracy of the architecture the supernet scores best (highest accuracy,
+    ties broken by the lower loss), what a perfect θ optimiser on this supernet would export."""
     from nni_asng.tabular import kendall_tau
+    neg_loss = [-v for v in loss]
+    return {'tau': _finite(kendall_tau(accuracy, truth)), 'tau_loss': _finite(kendall_tau(neg_loss, truth)),
+            'supernet_best': truth[max(range(len(accuracy)), key=lambda i: (accuracy[i], neg_loss[i]))],
+            'architectures': len(truth)}
+
+
+def build_report(records: list[dict], table, strategies: Sequence[str], seeds: int, clock: str) -> dict[str, Any]:
     best = table.best()
     quality = table.quality()
     by_strategy: dict[str, list[dict]] = {s: [] for s in strategies}
@@ -536,29 +568,21 @@ def build_report(records: list[dict], table, strategies: Sequence[str], seeds: i
             tau = None
             sup = r.get('supernet')
             if sup:
-                triples = [(acc, -loss, e.accuracy) for acc, loss, arch
+                triples = [(acc, loss, e.accuracy) for acc, loss, arch
                            in zip(sup['accuracy'], sup['loss'], sup['architectures'])
-                           if (e := _lookup(table, arch)) is not None]
+                           if (e := _lookup(table, arch)) is not None]      # those the table holds (yet)
                 if len(triples) >= 2:
-                    acc, neg_loss, truth = zip(*triples)
-                    tau = {'tau': _finite(kendall_tau(acc, truth)), 'tau_loss': _finite(kendall_tau(neg_loss, truth)),
-                           # what a perfect θ optimiser on this supernet would export (of the τ sample)
-                           'supernet_best': truth[max(range(len(acc)), key=lambda i: (acc[i], neg_loss[i]))],
-                           'architectures': len(triples), 'images': sup['images'], 'time_s': sup['time_s']}
+                    tau = {**supernet_statistics(*zip(*triples)), 'images': sup['images'], 'time_s': sup['time_s']}
             seeds_out.append({'seed': r['seed'], 'architecture': r['architecture'],
                               'name': entry.name if entry else None, 'in_table': entry is not None,
                               'accuracy': entry.accuracy if entry else None,
-                              'regret_pp': 100 * (best.accuracy - entry.accuracy) if entry else None,
+                              'regret_pp': regret_pp(best.accuracy, entry.accuracy) if entry else None,
                               'rank': entry.rank if entry else None,
                               'percentile': entry.percentile if entry else None,
                               'search_wall_s': r['search']['wall_s'], 'search_cpu_s': r['search']['cpu_s'],
                               'steps': r['search'].get('steps'), 'kendall': tau,
                               'curve': _curve(r, table, clock)})
         accs = [s['accuracy'] for s in seeds_out if s['in_table']]
-        _, p_random = mann_whitney_greater(accs, random_accs) if strategy != RANDOM else (None, None)
-        _, p_table = mann_whitney_greater(accs, table.accuracies)
-        _, p_random_one_shot = (mann_whitney_greater(accs, random_one_shot_accs)
-                                if strategy not in (RANDOM, RANDOM_ONE_SHOT) else (None, None))
         taus = [s['kendall']['tau'] for s in seeds_out if s['kendall'] and s['kendall']['tau'] is not None]
         rows[strategy] = {
             'seeds': len(seeds_out), 'not_in_table': sum(not s['in_table'] for s in seeds_out),
@@ -567,9 +591,7 @@ def build_report(records: list[dict], table, strategies: Sequence[str], seeds: i
             'percentile': _summary([s['percentile'] for s in seeds_out if s['in_table']]),
             'search_wall_s': _summary([s['search_wall_s'] for s in seeds_out]),
             'search_cpu_s': _summary([s['search_cpu_s'] for s in seeds_out]),
-            'p_vs_random': p_random if strategy != RANDOM and accs and random_accs else None,
-            'p_vs_table': p_table if accs else None,
-            'p_vs_random_one_shot': p_random_one_shot if accs and random_one_shot_accs else None,
+            **p_values(strategy, accs, random_accs, random_one_shot_accs, table.accuracies),
             'kendall_tau': _summary(taus),
             'supernet_best': _summary([s['kendall']['supernet_best'] for s in seeds_out if s['kendall']]),
             'kendall_architectures': _summary([s['kendall']['architectures'] for s in seeds_out if s['kendall']]),
