@@ -7,8 +7,6 @@ import pytest
 
 from search_spaces.nas_bench_201_canonical import CONSTANT, canonical_cell, equivalence_classes
 
-pytestmark = pytest.mark.core
-
 EDGES = ('0_1', '0_2', '0_3', '1_2', '1_3', '2_3')
 
 

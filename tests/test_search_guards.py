@@ -53,9 +53,9 @@ def spy(strategy) -> list[tuple]:
         searcher = build(encoding, model)
         phase, weight, tell = searcher.phase, searcher.weight_architectures, searcher.optimizer.tell
 
-        def phase_spy(epoch):
+        def phase_spy(epoch, step=0):
             events.append(('step', epoch, _theta(searcher)))
-            return phase(epoch)
+            return phase(epoch, step)
 
         def weight_spy(epoch):
             rows = weight(epoch)

@@ -39,7 +39,6 @@ def _class_table(*values):
     return TabularBenchmark(rows, {'equivalence': 'nas_bench_201', 'classes': classes, 'chance_accuracy': 0.1})
 
 
-@pytest.mark.core
 def test_a_member_is_looked_up_as_its_class():
     table = _class_table((CONV, 3, [0.8, 0.82]), (SKIP, 1, [0.6, 0.62]), (DEEP, 2, [0.7, 0.7]),
                          (EMPTY, 10, [0.1, 0.1]))
@@ -55,7 +54,6 @@ def test_a_member_is_looked_up_as_its_class():
     assert cell(e0_3='conv_1x1') not in table                          # a class the table lacks
 
 
-@pytest.mark.core
 def test_split_half_reliability_by_hand():
     # two seeds: one split; Spearman of [1,2,3,4] vs [2,1,4,3] = 1 - 6*4/(4*15) = 0.6 -> 2*0.6/1.6 = 0.75
     values = np.array([[1, 2], [2, 1], [3, 4], [4, 3]], float)
@@ -68,7 +66,6 @@ def test_split_half_reliability_by_hand():
         split_half_reliability(np.array([[1.0], [2.0], [3.0]]))
 
 
-@pytest.mark.core
 def test_quality_reports_reliability_over_all_and_above_chance_classes():
     table = _class_table((CONV, 1, [0.80, 0.81]), (SKIP, 1, [0.60, 0.62]), (DEEP, 1, [0.70, 0.69]),
                          (cell(e0_3='conv_1x1'), 1, [0.75, 0.70]), (EMPTY, 5, [0.1, 0.1]))
@@ -109,7 +106,6 @@ def _tabulate(config: Path, out: Path, *extra: str):
     return result
 
 
-@pytest.mark.app
 @pytest.mark.slow
 def test_class_table_trains_representatives_and_takes_over_fitting_rows(tmp_path):
     plain = tmp_path / 'plain.yaml'

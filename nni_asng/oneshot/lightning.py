@@ -78,7 +78,7 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
             raise TypeError('expected a combined batch {"train": ..., "val": ...}; run this module through an '
                             'nni-asng strategy, which builds that loader from the evaluator\'s train and val loaders')
         epoch = self.trainer.current_epoch
-        phase = self.searcher.phase(epoch)
+        phase = self.searcher.phase(epoch, self.trainer.fit_loop.total_batch_idx)
         output = None
         if phase.train_weights:
             output = self._weight_step(batch['train'], batch_idx, self.searcher.weight_architectures(epoch))
@@ -282,8 +282,8 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
         _restore_loader_positions(self.trainer)
         total = self.trainer.estimated_stepping_batches
         per_epoch = self.trainer.num_training_batches
-        if math.isfinite(total) and math.isfinite(per_epoch):
-            self.searcher.start(int(total), int(per_epoch))
+        self.searcher.start(int(total) if math.isfinite(total) else None,
+                            int(per_epoch) if math.isfinite(per_epoch) else None)
         return super().on_train_start()
 
     def _record_epoch(self) -> None:

@@ -46,7 +46,9 @@ class MultiComplexitySearcher(ArchitectureSearcher):
         per_component = self.optimizer.num_distributions if self.method == 'separate' else 1
         return self.weight_epochs + per_component * self.theta_epochs
 
-    def start(self, total_steps: int, steps_per_epoch: int) -> None:
+    def start(self, total_steps: int | None, steps_per_epoch: int | None) -> None:
+        if total_steps is None or steps_per_epoch is None:     # an open-ended run: stages go by epochs anyway
+            return
         epochs = total_steps // max(steps_per_epoch, 1)
         if epochs < self.required_epochs:
             raise ValueError(f'MultiComplexity ({self.method}) needs {self.required_epochs} epochs '
@@ -65,7 +67,7 @@ class MultiComplexitySearcher(ArchitectureSearcher):
             return None
         return min((self._epoch - self.weight_epochs) // self.theta_epochs, self.optimizer.num_distributions - 1)
 
-    def phase(self, epoch: int) -> Phase:
+    def phase(self, epoch: int, step: int = 0) -> Phase:
         self._epoch = epoch
         if self.method == 'simultaneous':
             return Phase(True, True)

@@ -7,7 +7,7 @@ from typing import Any
 from .. import optimizers
 from ..distributions import STD_MIN_FRACTION, CategoricalDistribution, scaled_std_min
 from .encoding import SearchSpaceEncoding
-from .searcher import NaturalGradientSearcher
+from .searcher import DEFAULT_WARMUP, NaturalGradientSearcher, check_warmup
 from .strategy import ProbabilisticOneShotStrategy
 
 
@@ -15,15 +15,15 @@ class _NaturalGradientStrategy(ProbabilisticOneShotStrategy):
     """Shared constructor checks and searcher for the natural-gradient strategies."""
 
     def __init__(self, *, theta_min: str | float = 'paper', sigma_min_fraction: float = STD_MIN_FRACTION,
-                 warmup_epochs: int = 0, resample_for_architecture: bool = False, **kwargs: Any):
+                 warmup: float = DEFAULT_WARMUP, warmup_epochs: int | None = None,
+                 resample_for_architecture: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
-        if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
-            raise ValueError(f'warmup_epochs must be a non-negative integer, got {warmup_epochs!r}')
+        check_warmup(warmup, warmup_epochs)
         scaled_std_min([0.0], [1.0], fraction=sigma_min_fraction)     # fail fast on a bad sigma_min_fraction,
         self.make_optimizer(CategoricalDistribution([3] * 4, theta_min=theta_min))   # theta_min, hyperparameters
         self.theta_min = theta_min
         self.sigma_min_fraction = sigma_min_fraction
-        self.warmup_epochs = warmup_epochs
+        self.warmup, self.warmup_epochs = warmup, warmup_epochs
         self.resample_for_architecture = resample_for_architecture
 
     def make_optimizer(self, distribution) -> optimizers.NaturalGradientOptimizer:
@@ -31,7 +31,8 @@ class _NaturalGradientStrategy(ProbabilisticOneShotStrategy):
 
     def build_searcher(self, encoding: SearchSpaceEncoding, model=None) -> NaturalGradientSearcher:
         return NaturalGradientSearcher(encoding, self.make_optimizer, theta_min=self.theta_min,
-                                       sigma_min_fraction=self.sigma_min_fraction, warmup_epochs=self.warmup_epochs,
+                                       sigma_min_fraction=self.sigma_min_fraction, warmup=self.warmup,
+                                       warmup_epochs=self.warmup_epochs,
                                        resample_for_architecture=self.resample_for_architecture)
 
 

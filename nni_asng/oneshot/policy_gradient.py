@@ -13,7 +13,8 @@ from ..optimizers.policy_gradient import (AdvantageOptimizer, PolicyGradientOpti
                                           SoftmaxCategoricalPolicy)
 from .encoding import SearchSpaceEncoding, UnsupportedSpaceError
 from .gated import GATED_HOOKS
-from .searcher import ArchitectureSearcher, BatchEvaluator, Phase, categorical_probabilities
+from .searcher import (DEFAULT_WARMUP, ArchitectureSearcher, BatchEvaluator, Phase, WarmupSchedule,
+                       categorical_probabilities, check_warmup)
 from .strategy import ProbabilisticOneShotStrategy
 
 _logger = logging.getLogger(__name__)
@@ -42,24 +43,25 @@ class PolicyGradientSearcher(ArchitectureSearcher):
     REINFORCE) updates the softmax logits. Exports by ``argmax`` of μ(θ) or by ``process_best``
     (the architecture with the lowest θ-step loss seen), §5.2."""
 
-    def __init__(self, encoding: SearchSpaceEncoding, optimizer: PolicyGradientOptimizer, warmup_epochs: int = 0,
-                 export: str = 'argmax', cosine_schedule: bool = True):
+    def __init__(self, encoding: SearchSpaceEncoding, optimizer: PolicyGradientOptimizer, warmup: float = 0.0,
+                 warmup_epochs: int | None = None, export: str = 'argmax', cosine_schedule: bool = True):
         super().__init__(encoding)
         self.optimizer = optimizer
         self.uses_credits = isinstance(optimizer, AdvantageOptimizer)
-        self.warmup_epochs = int(warmup_epochs)
+        self.warmup = WarmupSchedule(warmup, warmup_epochs)
         self.export_mode = export
         self.cosine_schedule = cosine_schedule
         self.best_row: np.ndarray | None = None
         self.best_loss = math.inf
         self._warned_nonfinite = False
 
-    def phase(self, epoch: int) -> Phase:
-        return Phase(train_weights=True, train_architecture=epoch >= self.warmup_epochs)
+    def phase(self, epoch: int, step: int = 0) -> Phase:
+        return Phase(train_weights=True, train_architecture=not self.warmup.holds(step))
 
-    def start(self, total_steps: int, steps_per_epoch: int) -> None:
-        if self.cosine_schedule:
-            self.optimizer.set_total_steps(max(1, total_steps - self.warmup_epochs * steps_per_epoch))
+    def start(self, total_steps: int | None, steps_per_epoch: int | None) -> None:
+        self.warmup.start(total_steps, steps_per_epoch)
+        if self.cosine_schedule and total_steps is not None:
+            self.optimizer.set_total_steps(max(1, total_steps - self.warmup.steps))
 
     def weight_architectures(self, epoch: int) -> np.ndarray:
         return self.optimizer.ask(1)
@@ -113,13 +115,13 @@ class _PolicyGradientStrategy(ProbabilisticOneShotStrategy):
 
     def __init__(self, *, learning_rate: float = 0.1, betas: tuple[float, float] = (0.5, 0.999),
                  weight_decay: float = 3e-3, arch_grad_clip: float | None = 1.0, cosine_schedule: bool = True,
-                 gamma: float = 0.05, warmup_epochs: int = 0, export: str = 'argmax', exclude_zero: bool = False,
-                 **kwargs: Any):
+                 gamma: float = 0.05, warmup: float = DEFAULT_WARMUP, warmup_epochs: int | None = None,
+                 export: str = 'argmax', exclude_zero: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
         if export not in EXPORT_MODES:
             raise ValueError(f'export must be one of {EXPORT_MODES}, got {export!r}')
-        if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
-            raise ValueError(f'warmup_epochs must be a non-negative integer, got {warmup_epochs!r}')
+        check_warmup(warmup, warmup_epochs)
+        self.warmup = warmup
         self.optimizer_kwargs = dict(lr=learning_rate, betas=tuple(betas), weight_decay=weight_decay,
                                      grad_clip=arch_grad_clip, gamma=gamma)
         PolicyGradientOptimizer(SoftmaxCategoricalPolicy([2]), **self.optimizer_kwargs)   # fail fast
@@ -142,8 +144,8 @@ class _PolicyGradientStrategy(ProbabilisticOneShotStrategy):
             _logger.info('zero operations excluded from the search for labels %s', named)
         policy = SoftmaxCategoricalPolicy(encoding.num_categories, excluded=excluded)
         optimizer = self.make_optimizer(policy, zero)
-        return PolicyGradientSearcher(encoding, optimizer, warmup_epochs=self.warmup_epochs, export=self.export,
-                                      cosine_schedule=self.cosine_schedule)
+        return PolicyGradientSearcher(encoding, optimizer, warmup=self.warmup, warmup_epochs=self.warmup_epochs,
+                                      export=self.export, cosine_schedule=self.cosine_schedule)
 
     def make_optimizer(self, policy: SoftmaxCategoricalPolicy, zero: np.ndarray) -> PolicyGradientOptimizer:
         raise NotImplementedError

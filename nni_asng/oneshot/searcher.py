@@ -23,6 +23,58 @@ class Phase:
     train_architecture: bool = True
 
 
+DEFAULT_WARMUP = 0.0
+"""The share of a search's planned weight steps that hold θ by default (see :class:`WarmupSchedule`)."""
+
+
+class WarmupSchedule:
+    """When θ starts to move: the weights train alone for the first steps, so that θ ranks architectures by
+    what the supernet has learned rather than by its initialisation.
+
+    ``warmup`` is the share of the planned weight steps that hold θ (0: θ moves from the first step, as in
+    asng-nas Algorithm 1 and pdas Algorithm 1; 0.5: the first half, as advantagenas Appendix D fixes θ).
+    ``warmup_epochs``, when given, holds θ for that many whole epochs instead. The share needs the planned
+    length: a run without ``max_epochs``/``max_steps`` gets a :class:`ValueError` at its start.
+    """
+
+    def __init__(self, warmup: float = 0.0, warmup_epochs: int | None = None):
+        check_warmup(warmup, warmup_epochs)
+        self.warmup = float(warmup)
+        self.warmup_epochs = warmup_epochs
+        self.steps: int | None = 0 if (warmup_epochs is None and self.warmup == 0) else None
+
+    def start(self, total_steps: int | None, steps_per_epoch: int | None) -> None:
+        """Fix the number of held steps from the run's planned length (None: unknown)."""
+        if self.warmup_epochs is not None:
+            if steps_per_epoch is None:
+                raise ValueError(f'warmup_epochs={self.warmup_epochs} needs the number of batches per epoch, '
+                                 'which this run does not know (an iterable loader without a length)')
+            self.steps = self.warmup_epochs * steps_per_epoch
+        elif self.warmup > 0:
+            if total_steps is None:
+                raise ValueError(f'warmup={self.warmup} holds θ for that share of the planned weight steps, but this '
+                                 'run has no planned length (max_epochs=-1 and no max_steps): set max_epochs or '
+                                 'max_steps in the evaluator, or hold θ for whole epochs with warmup_epochs=N, or '
+                                 'pass warmup=0 (the papers\' setting: θ moves from the first step)')
+            self.steps = int(round(self.warmup * total_steps))
+
+    def holds(self, step: int) -> bool:
+        """Whether θ is held at weight step ``step`` (0-based, counted over the whole run)."""
+        if self.steps is None:
+            raise RuntimeError('WarmupSchedule.start was not called before the first step')
+        return step < self.steps
+
+
+def check_warmup(warmup: float, warmup_epochs: int | None) -> None:
+    """Raise a ValueError naming the bad warm-up argument."""
+    if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or not 0 <= warmup < 1:
+        raise ValueError(f'warmup is the share of the planned weight steps that hold θ, a number in [0, 1); got '
+                         f'{warmup!r} (0 = the papers\' setting)')
+    if warmup_epochs is not None and (isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int)
+                                      or warmup_epochs < 0):
+        raise ValueError(f'warmup_epochs must be a non-negative integer or None, got {warmup_epochs!r}')
+
+
 class BatchEvaluator(Protocol):
     """Evaluates architectures on the current D_θ batch (implemented by the Lightning module)."""
 
@@ -39,11 +91,12 @@ class ArchitectureSearcher:
     def __init__(self, encoding: SearchSpaceEncoding):
         self.encoding = encoding
 
-    def phase(self, epoch: int) -> Phase:
+    def phase(self, epoch: int, step: int = 0) -> Phase:
+        """What weight step ``step`` (0-based over the run) of ``epoch`` does."""
         return Phase()
 
-    def start(self, total_steps: int, steps_per_epoch: int) -> None:
-        """Called when training starts, with the number of steps it will run (for schedules)."""
+    def start(self, total_steps: int | None, steps_per_epoch: int | None) -> None:
+        """Called when training starts, with the number of steps it will run (None: unknown)."""
 
     def weight_training_epochs(self, max_epochs: int) -> int:
         """How many of the ``max_epochs`` train the weights (the length of the weights' lr schedule)."""
@@ -107,17 +160,20 @@ class NaturalGradientSearcher(ArchitectureSearcher):
     """
 
     def __init__(self, encoding: SearchSpaceEncoding, make_optimizer: Callable, theta_min: str | float = 'paper',
-                 sigma_min_fraction: float = STD_MIN_FRACTION, warmup_epochs: int = 0,
+                 sigma_min_fraction: float = STD_MIN_FRACTION, warmup: float = 0.0, warmup_epochs: int | None = None,
                  resample_for_architecture: bool = False):
         super().__init__(encoding)
         self.optimizer = make_optimizer(encoding.distribution(theta_min=theta_min,
                                                               sigma_min_fraction=sigma_min_fraction))
-        self.warmup_epochs = int(warmup_epochs)
+        self.warmup = WarmupSchedule(warmup, warmup_epochs)
         self.resample_for_architecture = bool(resample_for_architecture)
         self._pending: np.ndarray | None = None
 
-    def phase(self, epoch: int) -> Phase:
-        return Phase(train_weights=True, train_architecture=epoch >= self.warmup_epochs)
+    def start(self, total_steps: int | None, steps_per_epoch: int | None) -> None:
+        self.warmup.start(total_steps, steps_per_epoch)
+
+    def phase(self, epoch: int, step: int = 0) -> Phase:
+        return Phase(train_weights=True, train_architecture=not self.warmup.holds(step))
 
     def weight_architectures(self, epoch: int) -> np.ndarray:
         self._pending = self.optimizer.ask()
