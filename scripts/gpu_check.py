@@ -508,8 +508,8 @@ def protocol(args) -> int:
     import torch
     from pytorch_lightning import Callback
 
-    from nni_asng.app import assembly, runs
-    from nni_asng.app.config import load_config
+    from nni_asng.app import load_config
+    from nni_asng.app.runners import assembly, runs
 
     gpu = args.mode == 'gpu'
     out = Path(args.out)

@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 import pytest
 
+from nni_asng.app.runners.jobs import job_parameters  # the parameters of a ``/trial-jobs`` record
 from nni_asng.data.fashion_mnist import DEFAULT_ROOT
 import pipeline_harness
 
@@ -137,9 +138,9 @@ def interrupt_after(cli: CliProcess, checkpoint: Path, at_least: int, signum: in
 
 def assert_valid_architecture(out: Path) -> dict:
     """``out/architecture.json`` names every label of the configured space with an allowed value."""
-    from nni_asng.app.config import load_config
+    from nni_asng.app import load_config
     from nni_asng.oneshot import SearchSpaceEncoding
-    from nni_asng.app.registry import DataInfo, space_entry
+    from nni_asng.app import DataInfo, space_entry
     cfg = load_config(out / 'config.yaml')
     doc = json.loads((out / 'architecture.json').read_text())
     assert doc['space'] == cfg.space.name and doc['strategy'] == cfg.strategy.name
@@ -168,11 +169,6 @@ def decode(data):
     while isinstance(data, str):
         data = json.loads(data)
     return data
-
-
-def job_parameters(job: dict) -> dict:
-    """The parameters of a ``/trial-jobs`` record."""
-    return decode(job['hyperParameters'][0])['parameters']
 
 
 def alive(pid: Optional[int]) -> bool:

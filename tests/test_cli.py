@@ -222,7 +222,7 @@ def test_inpainting_run_reports_psnr(tmp_path, capsys):
 
 
 def test_result_files_are_written_atomically(tmp_path):
-    from nni_asng.app.outputs import atomic_write, write_json
+    from nni_asng.app.runners.outputs import atomic_write, write_json
     target = write_json(tmp_path / 'r.json', {'a': 1})
 
     def crash(tmp):

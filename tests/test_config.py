@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nni_asng.app import registry
-from nni_asng.app.config import ExperimentConfig, apply_overrides, dump_config, load_config, parse_config
-from nni_asng.app.errors import ConfigError
+from nni_asng.app import ConfigError, ExperimentConfig, apply_overrides, dump_config, load_config, parse_config
+from nni_asng.app.config import registry
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / 'experiments' / 'configs').glob('*.yaml'))
 

@@ -6,8 +6,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from nni_asng.app import assembly, tasks
-from nni_asng.app.config import ConfigError, dump_config, parse_config
+from nni_asng.app import ConfigError, dump_config, parse_config
+from nni_asng.app.runners import assembly, tasks
 
 BASE = """name: gpu_options
 space: {name: enas_cell, args: {channels: 2, cells_per_stage: 1}}
@@ -37,7 +37,7 @@ def test_precision_and_channels_last_keys():
 
 def test_precision_reaches_the_trainers_and_fp16_needs_cuda():
     cfg = config('search: {precision: bf16-mixed}\nretrain: {precision: bf16-mixed, channels_last: true}\n')
-    trainer = assembly.retrain_trainer(cfg, device='cpu', callbacks=[], logger=False, default_root_dir=None)
+    trainer = assembly.retrain_trainer(cfg.retrain, device='cpu', callbacks=[], logger=False, default_root_dir=None)
     assert trainer.precision == 'bf16-mixed'
     assert any(isinstance(c, tasks.ChannelsLast) for c in trainer.callbacks)
     with pytest.raises(ConfigError, match='search.precision: 16-mixed .* needs a CUDA device'):

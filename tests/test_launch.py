@@ -48,9 +48,9 @@ def workspace(tmp_path_factory):
 
 def write_architecture(folder: Path, seed: int = 0) -> Path:
     """An architecture of the main job's space, as `nni-asng search` writes it (sampled, not searched)."""
-    from nni_asng.app.config import load_config
+    from nni_asng.app import load_config
     from nni_asng.oneshot import SearchSpaceEncoding
-    from nni_asng.app.registry import DataInfo, space_entry
+    from nni_asng.app import DataInfo, space_entry
     cfg = load_config(CONFIG, TINY)
     space = space_entry('enas_cell').build_space(cfg.space.args, DataInfo(1, 10, (1, 28, 28)))
     encoding = SearchSpaceEncoding(space)
@@ -204,7 +204,7 @@ def test_crashing_trial_is_failed_in_nni_and_reported(workspace):
         record = launch.out / 'launch' / 'launch.json'
         if record.is_file():     # stop in process (the CLI's --stop is tested above)
             from nni.tools.nnictl.config_utils import Experiments
-            from nni_asng.app.launch import stop_experiment
+            from nni_asng.app.experiment.manager import stop_experiment
             info = json.loads(record.read_text())
             saved = Experiments.__init__.__defaults__
             Experiments.__init__.__defaults__ = (str(Path(env['HOME']) / 'nni-experiments'),)  # the launch's manifest

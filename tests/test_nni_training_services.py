@@ -12,8 +12,8 @@ import pytest
 import yaml
 from nni.experiment.config import ExperimentConfig as NniConfig
 
-from nni_asng.app.config import parse_config
-from nni_asng.app.launch import build_nni_config
+from nni_asng.app import parse_config
+from nni_asng.app.experiment.launch import build_nni_config
 
 FOLDER = Path(__file__).resolve().parents[1] / 'experiments' / 'nni'
 EXAMPLES = sorted(FOLDER.glob('*_training_service.yml'))       # (the *_pipeline.yml run locally)
@@ -66,7 +66,8 @@ def test_training_service_block_works_as_launch_training_service(path, tmp_path)
 def test_search_and_retrain_pipeline_config_for_the_service(path, tmp_path):
     """``nni-asng launch`` without --arch (searches + retraining as trials, our advisor as the tuner) writes an
     experiment config that NNI accepts for remote machines and Kubeflow too."""
-    from nni_asng.app.pipeline import ADVISOR_CLASS, build_pipeline_config
+    from nni_asng.app.experiment.advisor import ADVISOR_CLASS
+    from nni_asng.app.experiment.pipeline import build_pipeline_config
     service = load(path, tmp_path)['trainingService']
     text = yaml.safe_dump({'name': 'remote_pipeline', 'space': {'name': 'nas_bench_201'},
                            'strategy': {'name': 'asng'}, 'retrain': {'seeds': [0, 1]},

@@ -8,15 +8,15 @@ import os
 
 import pytest
 
-from nni_asng.app.config import ConfigError, load_config
+from nni_asng.app import ConfigError, load_config
 from pipeline_harness import FakeTrialChannel, write_config
 
 SWEEP = [{'name': 'asng', 'args': {'lam': 2}}, {'name': 'pdas'}, {'name': 'asng', 'args': {'lam': 4}}]
 
 
 def test_sweep_plan_and_trial_parameters(user_module, tmp_path):
-    from nni_asng.app.pipeline import (planned_trials, retrain_parameters, search_config, search_parameters,
-                                       search_specs)
+    from nni_asng.app.experiment.sweep import (planned_trials, retrain_parameters, search_config, search_parameters,
+                                               search_specs)
     cfg = load_config(write_config(tmp_path / 'c.yaml', launch__sweep={'seeds': [0, 3], 'strategies': SWEEP},
                                    retrain__seeds=[0, 1]))
     specs = search_specs(cfg)
@@ -37,7 +37,7 @@ def test_sweep_plan_and_trial_parameters(user_module, tmp_path):
 
 
 def test_multi_complexity_plans_one_retraining_per_epsilon(tmp_path):
-    from nni_asng.app.pipeline import exported_count, planned_trials
+    from nni_asng.app.experiment.sweep import exported_count, planned_trials
     path = os.path.join(os.path.dirname(__file__), '..', 'experiments', 'configs',
                         'multi_complexity_enas_fashion_mnist.yaml')
     cfg = load_config(path)
@@ -77,7 +77,7 @@ class FakeRest:
 
 
 def make_advisor(config_path, rest: FakeRest, resumed: bool = False):
-    from nni_asng.app.advisor import PipelineAdvisor
+    from nni_asng.app.experiment.advisor import PipelineAdvisor
     advisor = PipelineAdvisor(config=config_path.name, command_channel_url='ws://_unittest_')
     advisor._rest = rest
     advisor.sent = []
@@ -130,7 +130,7 @@ def test_advisor_hands_out_searches_then_their_retraining(user_module, tmp_path)
 
 
 def test_advisor_resumes_from_the_experiments_trials(user_module, tmp_path):
-    from nni_asng.app.pipeline import retrain_parameters, search_parameters, search_specs
+    from nni_asng.app.experiment.sweep import retrain_parameters, search_parameters, search_specs
     path = write_config(tmp_path / 'c.yaml', launch__sweep={'seeds': [0, 1, 2]}, retrain__seeds=[0, 1])
     cfg = load_config(path)
     specs = search_specs(cfg)
@@ -249,7 +249,7 @@ def test_reports_do_not_change_the_search(tmp_path, monkeypatch):
         pytest.skip('needs Fashion-MNIST')
     from nni.runtime import trial_command_channel as channels
 
-    from nni_asng.app.runs import run_search
+    from nni_asng.app import run_search
     config = os.path.join(os.path.dirname(__file__), '..', 'experiments', 'configs', 'asng_enas_fashion_mnist.yaml')
     cfg = load_config(config, ['data.limit=192', 'data.batch_size=32', 'space.args.channels=2', 'search.epochs=2',
                                'search.progress_bar=false', 'launch.report_every_n_steps=2'])

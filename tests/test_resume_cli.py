@@ -170,7 +170,7 @@ class _StopAfter:
     def __new__(cls, n: int):
         from pytorch_lightning.callbacks import Callback
 
-        from nni_asng.app.stopping import GracefulStop
+        from nni_asng.app.runners.stopping import GracefulStop
 
         class StopAfter(Callback):
             def __init__(self):
@@ -200,9 +200,8 @@ def test_every_strategy_resumes_mid_epoch_bit_for_bit(name, args, tmp_path, monk
     batch index 3; for multi-complexity inside its θ-only stage); resume and compare the final search state
     (θ/logits, Adam moments and EMA advantages, or the N distributions; RNGs) and weights with an
     uninterrupted run. ASNG is covered through the real CLI above; the searcher of PDAS/SNG is ASNG's."""
-    from nni_asng.app import assembly, runs
-    from nni_asng.app.config import load_config
-    from nni_asng.app.errors import SearchInterrupted
+    from nni_asng.app import SearchInterrupted, load_config
+    from nni_asng.app.runners import assembly, runs
     config = write_config(tmp_path / f'{name}.yaml', data__limit=256, search__epochs=2, strategy__name=name,
                           strategy__args=args)
     cfg = load_config(config)

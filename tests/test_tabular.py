@@ -180,7 +180,7 @@ def test_a_table_of_another_recipe_is_refused(tmp_path):
 
 
 def test_plan_is_fixed_and_samples_later_seeds():
-    from nni_asng.app.tabulate import plan_jobs
+    from nni_asng.app.runners.tabulate import plan_jobs
     jobs = plan_jobs(20, [0, 1], 5)
     assert jobs == plan_jobs(20, [0, 1], 5)
     assert sorted(i for i, s in jobs if s == 0) == list(range(20))
@@ -192,7 +192,7 @@ def test_plan_is_fixed_and_samples_later_seeds():
 def test_a_table_written_before_new_settings_existed_continues(tmp_path):
     """Settings added to nni-asng later (at their defaults) and speed-only settings don't block a resume."""
     from nni_asng.app import parse_config
-    from nni_asng.app.tabulate import _check_meta, _recipe
+    from nni_asng.app.runners.tabulate import _check_meta, _recipe
     cfg = parse_config(TINY)
     old = _recipe(cfg)
     del old['retrain']['optimizer']['momentum'], old['data']['center_fraction']      # as if added since, at defaults

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from nni_asng.app.config import ConfigError, load_config
+from nni_asng.app import ConfigError, load_config
 from pipeline_harness import MODULE, write_config
 
 
@@ -41,7 +41,7 @@ def test_config_errors_name_the_problem(user_module, tmp_path, change, message):
                      'tensor of shape C x H x W, integer label)'),
 ])
 def test_factory_returning_the_wrong_thing(user_module, tmp_path, factory, message):
-    from nni_asng.app.userdata import call_factory
+    from nni_asng.app.runners.userdata import call_factory
     cfg = load_config(write_config(tmp_path / 'c.yaml', data__factory=f'{MODULE}:{factory}', data__factory_args={}))
     with pytest.raises(ConfigError) as info:
         call_factory(cfg.data.factory, cfg.data.factory_args, 0)
@@ -49,7 +49,7 @@ def test_factory_returning_the_wrong_thing(user_module, tmp_path, factory, messa
 
 
 def test_factory_arguments_and_shapes(user_module, tmp_path):
-    from nni_asng.app.userdata import call_factory
+    from nni_asng.app.runners.userdata import call_factory
     cfg = load_config(write_config(tmp_path / 'c.yaml', data__factory_args={'n': 64, 'bogus': 1}))
     with pytest.raises(ConfigError, match=r"rejects data.factory_args \{'n': 64, 'bogus': 1\}"):
         call_factory(cfg.data.factory, cfg.data.factory_args, 0)
@@ -62,7 +62,7 @@ def test_factory_arguments_and_shapes(user_module, tmp_path):
 def test_search_and_retrain_with_the_users_space_and_data(user_module, tmp_path):
     from nni.nas.space import model_context
 
-    from nni_asng.app.runs import run_retrain, run_search
+    from nni_asng.app import run_retrain, run_search
     from nni_asng.model_size import count_parameters
     cfg = load_config(write_config(tmp_path / 'c.yaml', search__epochs=1))
     result = run_search(cfg, tmp_path / 'search', log=lambda m: None)

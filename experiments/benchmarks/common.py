@@ -23,7 +23,6 @@ import platform
 import shlex
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -124,7 +123,7 @@ def synthetic_loaders(batch_size: int, batches: int, shape: tuple, num_classes: 
 
 def trainer_device_kwargs(device: str) -> dict[str, Any]:
     """One-process Trainer arguments for ``device``, checked as nni-asng's CLI checks it."""
-    from nni_asng.app import tasks
+    from nni_asng.app.runners import tasks
     return tasks.trainer_device_kwargs(tasks.resolve_device(device))
 
 
@@ -135,12 +134,12 @@ def quiet_trainer_kwargs() -> dict[str, Any]:
 
 @contextlib.contextmanager
 def quiet_warnings():
+    """nni-asng's warning filter, here muting every UserWarning, RuntimeWarning and FutureWarning too, with the
+    libraries' log records below ERROR dropped while it is active."""
     import logging
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', UserWarning)
-        warnings.simplefilter('ignore', RuntimeWarning)
-        warnings.simplefilter('ignore', DeprecationWarning)
-        warnings.simplefilter('ignore', FutureWarning)
+
+    from nni_asng.app import quiet_warnings as quiet
+    with quiet(categories=(UserWarning, RuntimeWarning, FutureWarning)):
         levels = {}
         for name in ('pytorch_lightning', 'lightning', 'lightning.pytorch', 'nni', 'lightning_fabric'):
             levels[name] = logging.getLogger(name).level

@@ -1,7 +1,7 @@
 """Search-and-retrain pieces shared by ``search_quality.py`` and ``convergence.py``.
 
 A search is driven exactly like ``step_cost.py`` does (``strategy.mutate_model`` / ``mutate_evaluator`` /
-``evaluate``), on the ENAS cell space built through ``nni_asng.app.registry`` and D_x / D_θ from
+``evaluate``), on the ENAS cell space built through ``nni_asng.app.config.registry`` and D_x / D_θ from
 ``nni_asng.data.search_loaders``. A :class:`ConvergenceRecorder` callback evaluates, every N steps, the
 current argmax architecture (the one-shot module's ``export()``) with the supernet's weights
 (``supernet.freeze(arch)`` inherits them; BatchNorm uses batch statistics, since a supernet's running
@@ -59,21 +59,21 @@ class RetrainConfig:
 
 def _info_for(dataset: str, root: str | None):
     from nni_asng.data import search_datasets
-    from nni_asng.app.registry import DataInfo
+    from nni_asng.app import DataInfo
     d_x, _ = search_datasets(dataset, root, limit=64, seed=0)
     c, h, w = d_x.input_shape
     return DataInfo(in_channels=int(c), num_classes=int(d_x.num_classes), input_shape=(int(c), int(h), int(w)))
 
 
 def build_space(cfg: SearchConfig):
-    from nni_asng.app.registry import space_entry
+    from nni_asng.app import space_entry
     info = _info_for(cfg.dataset, cfg.data_root)
     return space_entry('enas_cell').build_space({'channels': cfg.channels, 'cells_per_stage': cfg.cells_per_stage},
                                                 info), info
 
 
 def build_fixed(arch: dict, rcfg: RetrainConfig, info):
-    from nni_asng.app.registry import space_entry
+    from nni_asng.app import space_entry
     return space_entry('enas_cell').build_fixed(arch, {'channels': rcfg.channels, 'cells_per_stage': rcfg.cells_per_stage,
                                                        'auxiliary': False, 'drop_path_prob': 0.0, 'affine': True}, info)
 

@@ -245,19 +245,17 @@ def strategy_arguments(strategy: str, user_args: Mapping[str, Any] = ()) -> dict
 
 def space_architectures(cfg) -> list[dict[str, Any]]:
     """Every architecture of the config's space, in the table builder's fixed order."""
-    from nni_asng.app import assembly
-    from nni_asng.app.tabulate import enumerate_architectures
+    from nni_asng.app.runners import assembly
+    from nni_asng.app.runners.tabulate import enumerate_architectures
     with _quiet():
         space = assembly.search_space(cfg, assembly.search_data(cfg).info)
     return enumerate_architectures(space, 10 ** 7)
 
 
-@contextlib.contextmanager
 def _quiet():
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        yield
+    """nni-asng's warning filter with every warning off."""
+    from nni_asng.app import quiet_warnings
+    return quiet_warnings(categories=(Warning,))
 
 
 def random_architecture(archs: Sequence[Mapping[str, Any]], seed: int) -> dict[str, Any]:
@@ -349,7 +347,7 @@ def _warm_up(cfg) -> None:
     import pytorch_lightning.callbacks  # noqa: F401
     import pytorch_lightning.loggers  # noqa: F401
     from nni_asng.app import space_entry, strategy_entry
-    from nni_asng.app import assembly, plots, stopping, tasks  # noqa: F401
+    from nni_asng.app.runners import assembly, plots, stopping, tasks  # noqa: F401
     with _quiet():
         entry = space_entry(cfg.space.name)
         entry.load_class()
@@ -367,13 +365,13 @@ def supernet_accuracies(cfg, out: Path, archs: Sequence[Mapping[str, Any]], batc
     """
     import torch
     import torch.nn.functional as F
-    from nni_asng.app import assembly
+    from nni_asng.app.runners import assembly
 
     started, cpu_started = time.time(), time.process_time()
     with _quiet():
         parts = assembly.build_search(cfg)
         supernet = parts.strategy.mutate_model(parts.space)
-        module = parts.strategy.configure_oneshot_module(assembly.search_module(cfg))
+        module = parts.strategy.configure_oneshot_module(assembly.search_module(parts))
     data, device = parts.data, parts.device
     module.set_model(supernet)
     state = torch.load(out / 'checkpoints' / 'last.ckpt', map_location='cpu', weights_only=False)

@@ -11,25 +11,29 @@ Public API (what the experiment scripts and users call)::
     build_table(cfg, 'runs/table')                                          # nni-asng tabulate
     fit_fixed_network(cfg, network, train_loader, {'val': val_loader}, device='cpu')   # the one training loop
 
-    parts = build_search(cfg)          # a run's parts, built from its config (nni_asng.app.assembly):
+    parts = build_search(cfg)          # a run's parts, built from its config (nni_asng.app.runners.assembly):
     parts = build_retrain(cfg, arch, seed=0, source='architecture.json')   # data, space, strategy, network, ...
     with quiet_warnings():             # mutes Lightning's and NNI's advice (workers, batches, traced modules)
+
+Layers (docs/architecture.md): ``config`` (schema, loading, registry of names, errors) < ``runners`` (building and
+running searches, retraining and tables) < ``experiment`` (NNI experiments: launch, pipeline, advisor, trial) <
+``cli``; a module imports only its own layer and those below.
 """
 import importlib
 
 # Where each public name lives. They load on first use (PEP 562), so importing a submodule (e.g. the NNI
-# advisor nni_asng.app.advisor, which NNI's dispatcher must import within seconds) does not import torch.
+# advisor nni_asng.app.experiment.advisor, which NNI's dispatcher must import within seconds) does not import torch.
 _EXPORTS = {
-    'ExperimentConfig': 'config', 'apply_overrides': 'config', 'dump_config': 'config', 'load_config': 'config',
-    'parse_config': 'config',
-    'ArchitectureFileError': 'errors', 'ConfigError': 'errors', 'LaunchError': 'errors', 'SearchInterrupted': 'errors',
-    'UserError': 'errors',
-    'DataInfo': 'registry', 'space_entry': 'registry', 'strategy_entry': 'registry',
-    'build_retrain': 'assembly', 'build_search': 'assembly', 'fit_fixed_network': 'assembly',
-    'quiet_warnings': 'assembly',
-    'RetrainResult': 'runs', 'SearchResult': 'runs', 'load_architectures': 'runs', 'run_retrain': 'runs',
-    'run_search': 'runs', 'versions': 'runs',
-    'TableBuild': 'tabulate', 'build_table': 'tabulate',
+    'ExperimentConfig': 'config.schema', 'apply_overrides': 'config.loading', 'dump_config': 'config.loading',
+    'load_config': 'config.loading', 'parse_config': 'config.loading',
+    'ArchitectureFileError': 'config.errors', 'ConfigError': 'config.errors', 'LaunchError': 'config.errors',
+    'SearchInterrupted': 'config.errors', 'UserError': 'config.errors',
+    'DataInfo': 'config.registry', 'space_entry': 'config.registry', 'strategy_entry': 'config.registry',
+    'build_retrain': 'runners.assembly', 'build_search': 'runners.assembly', 'fit_fixed_network': 'runners.assembly',
+    'quiet_warnings': 'runners.quiet',
+    'RetrainResult': 'runners.runs', 'SearchResult': 'runners.runs', 'load_architectures': 'runners.runs',
+    'run_retrain': 'runners.runs', 'run_search': 'runners.runs', 'versions': 'runners.runs',
+    'TableBuild': 'runners.tabulate', 'build_table': 'runners.tabulate',
 }
 
 __all__ = ['ExperimentConfig', 'load_config', 'parse_config', 'apply_overrides', 'dump_config',

@@ -15,16 +15,24 @@ Examples::
 
 User errors (bad config, missing dataset, unknown names, wrong architecture file, busy port, failed trials)
 print one message and exit with a non-zero status; ``--debug`` adds the traceback.
+
+The commands' code is imported when a command runs (NNI, torch and Lightning take seconds to load), so
+``nni-asng --help`` answers at once.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import shlex
 import sys
 import traceback
 from pathlib import Path
 from typing import Sequence
+
+from .config.errors import SearchInterrupted, UserError, user_error_types
+from .runners.quiet import quiet_library_logs, quiet_warnings
 
 __all__ = ['main', 'build_parser']
 
@@ -117,9 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     debug = bool(getattr(args, 'debug', False))
     _configure_output(debug)
-    from .errors import SearchInterrupted, user_error_types
     try:
-        return _dispatch(args)
+        with contextlib.nullcontext() if debug else quiet_warnings():
+            return _dispatch(args)
     except SearchInterrupted as err:
         if getattr(err, 'rank', 0) == 0:
             print(f'nni-asng: {err}', file=sys.stderr, flush=True)
@@ -132,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as err:
         # Lightning ends a run with SystemExit after a hard Ctrl-C (sys.exit(1)) and on a SIGTERM it handled
         # itself (SIGTERMException, exit code None).
-        from pytorch_lightning.utilities.exceptions import SIGTERMException
+        from pytorch_lightning.utilities.exceptions import SIGTERMException  # lazy: --help stays fast
         if err.code not in (None, 0, 1) and not isinstance(err, SIGTERMException):
             raise
         _error('interrupted; the last checkpoint and the results written so far are kept')
@@ -150,16 +158,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _configure_output(debug: bool) -> None:
-    """Our messages on stdout; NNI's and Lightning's chatter only with --debug (warnings stay visible)."""
+    """Our messages on stdout; NNI's and Lightning's chatter (their log records and the warnings known to be
+    harmless, see :func:`main`) only with --debug."""
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format='%(levelname)s %(name)s: %(message)s')
     if not debug:
-        from .outputs import quiet_library_logs
         quiet_library_logs()
 
 
 def _load(args):
-    from .config import load_config
+    from .config.loading import load_config  # lazy: --help stays fast
     return load_config(args.config, args.overrides)
 
 
@@ -168,14 +176,14 @@ def _dispatch(args) -> int:
     if command == 'list':
         return _list()
     if command == 'trial':
-        from .trial import run_trial
+        from .experiment.trial import run_trial  # lazy: --help stays fast
         return run_trial(args.base, log=_print)
     if command == 'register':
-        from .pipeline import register_command
+        from .experiment.register import register_command  # lazy: --help stays fast
         return register_command(args.unregister, log=_print)
     cfg = _load(args)
     if command == 'check':
-        from .config import dump_config
+        from .config.loading import dump_config  # lazy: --help stays fast
         _print(f'# {args.config}: valid')
         _print(dump_config(cfg).rstrip())
         return 0
@@ -186,10 +194,10 @@ def _dispatch(args) -> int:
     if command == 'run':
         return _run(cfg, args)
     if command == 'launch':
-        from .launch import launch_command
+        from .experiment.launch import launch_command  # lazy: --help stays fast
         return launch_command(cfg, args, log=_print)
     if command == 'tabulate':
-        from .tabulate import build_table
+        from .runners.tabulate import build_table  # lazy: --help stays fast
         result = build_table(cfg, args.output or cfg.output_dir, processes=args.processes, device=args.device,
                              max_jobs=args.max_jobs, log=_print)
         _print(f'{result.rows}/{result.jobs} rows in {result.output}' + ('' if result.done else
@@ -199,7 +207,7 @@ def _dispatch(args) -> int:
 
 
 def _list() -> int:
-    from .registry import SPACES, STRATEGIES
+    from .config.registry import SPACES, STRATEGIES  # lazy: --help stays fast
     _print('spaces:')
     for e in SPACES.values():
         _print(f'  {e.name:24s} {e.task:15s} {e.description}')
@@ -211,7 +219,6 @@ def _list() -> int:
 
 def _resume_command(cfg, args) -> str:
     """The command line that continues an interrupted search of ``args``."""
-    import shlex
     output = args.output if args.output else str(cfg.output_dir)
     words = ['nni-asng', 'search', args.config, '--output', output, '--resume']
     for item in args.overrides:
@@ -220,8 +227,7 @@ def _resume_command(cfg, args) -> str:
 
 
 def _search(cfg, args) -> int:
-    from .errors import SearchInterrupted
-    from .runs import run_search
+    from .runners.runs import run_search  # lazy: --help stays fast
     try:
         result = run_search(cfg, args.output, resume=args.resume, overwrite=args.overwrite, log=_print)
     except SearchInterrupted as err:
@@ -233,13 +239,12 @@ def _search(cfg, args) -> int:
 
 
 def _retrain(cfg, args) -> int:
-    from .errors import UserError
-    from ..evaluators.classification import in_nni_trial
-    from .runs import run_retrain
+    from ..evaluators.classification import in_nni_trial  # lazy: --help stays fast
+    from .runners.nni_trial import TrialChannel  # lazy: --help stays fast
+    from .runners.runs import run_retrain  # lazy: --help stays fast
     arch, seed, index, output, trial = args.arch, args.seed, args.index, args.output, in_nni_trial()
     if trial:
-        from .trial import TrialChannel
-        record = TrialChannel().record       # the trial's own parameters (see trial._use_recorded_parameters)
+        record = TrialChannel().record       # the trial's own parameters (see nni_trial._use_recorded_parameters)
         params = (record or {}).get('parameters') or {}
         base = Path(args.base) if args.base else Path.cwd()
         if arch is None and 'arch' in params:
@@ -260,8 +265,7 @@ def _retrain(cfg, args) -> int:
 
 
 def _run(cfg, args) -> int:
-    from .errors import SearchInterrupted
-    from .runs import run_retrain, run_search
+    from .runners.runs import run_retrain, run_search  # lazy: --help stays fast
     try:
         result = run_search(cfg, args.output, overwrite=args.overwrite, log=_print)
     except SearchInterrupted as err:

@@ -1,7 +1,7 @@
 """``nni-asng tabulate CONFIG``: build a tabular benchmark of a cell space on real data.
 
 Every architecture of the config's space (all choices categorical; at most ``tabular.max_architectures``)
-is trained with the config's ``retrain`` recipe by :func:`nni_asng.app.assembly.fit_fixed_network` — the code
+is trained with the config's ``retrain`` recipe by :func:`nni_asng.app.runners.assembly.fit_fixed_network` — the code
 ``nni-asng retrain`` uses — on exactly the images a search of that config sees (the ``data.limit`` subset
 drawn with ``data.subset_seed``, at ``data.resolution``). Per architecture and seed a row records the
 training, validation (``tabular.validation`` held-out training images) and test (the official test split)
@@ -31,11 +31,21 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import torch
+from nni.mutable import Categorical
 
-from .config import ExperimentConfig, dump_config
-from .errors import ConfigError, UserError
+from ...evaluators.classification import EpochHistory
+from ...model_size import count_flops, count_parameters
+from ...tabular import ROW_FILE, TabularBenchmark, arch_key, equivalence_function, read_rows, row_key
+from ..config.errors import ConfigError, UserError
+from ..config.loading import dump_config
+from ..config.registry import space_entry
+from ..config.schema import ExperimentConfig
+from . import tasks
+from .assembly import fit_fixed_network, search_space, table_data, table_loaders, table_network
 from .outputs import read_json, write_json
-from ..tabular import ROW_FILE, TabularBenchmark, arch_key, equivalence_function, read_rows, row_key
+from .quiet import quiet_library_logs, quiet_warnings
+from .runs import versions
 
 __all__ = ['build_table', 'enumerate_architectures', 'plan_jobs', 'table_units', 'TableBuild', 'TableUnit']
 
@@ -54,7 +64,6 @@ class TableBuild:
 
 def enumerate_architectures(space, limit: int) -> list[dict[str, Any]]:
     """Every architecture of an all-categorical space, in a fixed order (labels sorted, values as declared)."""
-    from nni.mutable import Categorical
     mutables = space.simplify()
     odd = {label: type(m).__name__ for label, m in mutables.items() if not isinstance(m, Categorical)}
     if odd:
@@ -184,8 +193,6 @@ def _class_records(cfg: ExperimentConfig, units: Sequence[TableUnit], info, spac
                    known: dict[str, Any]) -> dict[str, Any]:
     """Per class: its representative, name, number of members, parameters and FLOPs (of the representative, as
     trained), and ``measurements`` kept from earlier builds (room for per-class measurements such as latency)."""
-    from ..model_size import count_flops, count_parameters
-    from .assembly import table_network
     records = {}
     for unit in units:
         old = known.get(unit.key) or {}
@@ -202,7 +209,7 @@ def _class_records(cfg: ExperimentConfig, units: Sequence[TableUnit], info, spac
 
 def _name(space_name: str, arch: dict[str, Any]) -> str | None:
     if space_name in ('nas_bench_201', 'nasbench201', 'nb201'):
-        from search_spaces.nas_bench_201 import arch_to_nb201_string
+        from search_spaces.nas_bench_201 import arch_to_nb201_string  # loaded for NAS-Bench-201 tables only
         return arch_to_nb201_string(arch)
     return None
 
@@ -216,7 +223,6 @@ def _machine(device: str) -> str:
         pass
     text = f'{cpu}, {os.cpu_count()} CPU cores, {platform.system()} {platform.release()}'
     if device == 'cuda':
-        import torch
         text += f', GPU {torch.cuda.get_device_name(0)}'
     return text
 
@@ -225,10 +231,6 @@ def build_table(cfg: ExperimentConfig, output: str | os.PathLike, *, processes: 
                 device: str | None = None, max_jobs: int | None = None,
                 log: Callable[[str], None] = print) -> TableBuild:
     """Build (or continue) the table of ``cfg`` in ``output``; see the module docstring."""
-    from . import assembly, tasks
-    from .registry import space_entry
-    from .runs import versions
-
     entry = space_entry(cfg.space.name)
     if entry.task != 'classification':
         raise ConfigError(f'tabulate builds classification tables; space {cfg.space.name!r} is {entry.task}')
@@ -236,8 +238,8 @@ def build_table(cfg: ExperimentConfig, output: str | os.PathLike, *, processes: 
     processes = processes or cfg.tabular.processes
     out = Path(output)
     _check_meta(out, cfg)
-    train, _, _, info = assembly.table_data(cfg)
-    space = assembly.search_space(cfg, info)
+    train, _, _, info = table_data(cfg)
+    space = search_space(cfg, info)
     archs = enumerate_architectures(space, cfg.tabular.max_architectures)
     units = table_units(archs, cfg.tabular.equivalence)
     jobs = plan_jobs(len(units), cfg.tabular.seeds, cfg.tabular.sample)
@@ -317,32 +319,25 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(cfg_dump: dict, source: str | None, device: str) -> None:
-    import torch
-
-    from .assembly import table_data
-    from .outputs import quiet_library_logs
     torch.set_num_threads(1)
     quiet_library_logs()               # a fresh process: Lightning would print its banner for every row
     cfg = ExperimentConfig.model_validate(cfg_dump)
     cfg.source = source
-    _WORKER.update(cfg=cfg, device=device, data=table_data(cfg))
+    with quiet_warnings():
+        _WORKER.update(cfg=cfg, device=device, data=table_data(cfg))
 
 
 def _train_job(job: tuple[int, dict[str, Any], int]) -> dict[str, Any]:
-    from ..evaluators.classification import EpochHistory
-    from ..model_size import count_flops, count_parameters
-    from .assembly import fit_fixed_network, quiet_warnings, table_loaders, table_network
-
     index, arch, seed = job
     cfg, device = _WORKER['cfg'], _WORKER['device']
     train, val, test, info = _WORKER['data']
-    network = table_network(cfg, arch, info, seed)
-    params = count_parameters(network)
-    flops = count_flops(network, info.input_shape)
-    loaders = table_loaders(cfg, train, val, test)
-    history = EpochHistory()
-    started = time.process_time(), time.time()
     with quiet_warnings():
+        network = table_network(cfg, arch, info, seed)
+        params = count_parameters(network)
+        flops = count_flops(network, info.input_shape)
+        loaders = table_loaders(cfg, train, val, test)
+        history = EpochHistory()
+        started = time.process_time(), time.time()
         fit_fixed_network(cfg, network, loaders[0], {'val': loaders[1], 'test': loaders[2]}, device=device,
                           callbacks=[history], logger=False, enable_checkpointing=False, enable_progress_bar=False,
                           default_root_dir=None)

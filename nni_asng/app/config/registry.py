@@ -11,15 +11,17 @@ A :class:`SpaceEntry` knows the module and class of a space, which constructor a
 provides (input channels, number of classes), how to build the fixed child network of an exported
 architecture (fresh weights, retraining overrides applied) and which argument is the width for a
 parameter budget. Strategies (``strategy.name``) map to nni-asng's strategies and, for comparisons,
-NNI's own one-shot strategies.
+NNI's own one-shot strategies. ``data.factory`` names a function of the user's (:func:`load_factory`).
 """
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import inspect
 import os
 import re
+import sys
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -27,11 +29,11 @@ from typing import Any, Callable, Mapping
 import torch
 import torch.nn as nn
 
-from ..model_size import count_parameters
+from ...model_size import count_parameters
 from .errors import ConfigError
 
 __all__ = ['SpaceEntry', 'StrategyEntry', 'SPACES', 'STRATEGIES', 'TASKS', 'space_entry', 'strategy_entry',
-           'normalise_name', 'constructor_parameters', 'DataInfo', 'user_space_entry']
+           'normalise_name', 'constructor_parameters', 'DataInfo', 'user_space_entry', 'load_factory']
 
 TASKS = ('classification', 'inpainting')
 
@@ -164,7 +166,7 @@ class SpaceEntry:
                               '(space.args + retrain.space_args)'):
             if self.fixed_builder is not None:
                 return getattr(self.import_module(), self.fixed_builder)(dict(arch), **args)
-            from nni.nas.space import model_context
+            from nni.nas.space import model_context  # on first use: `nni-asng list` does not load NNI
             cls = self.load_class()
             with model_context(dict(arch)):
                 return cls(**args)
@@ -194,7 +196,8 @@ class StrategyEntry:
 
     def load_class(self) -> type:
         if self.module != 'nni_asng':
-            # nni_asng.oneshot imports nni.nas.strategy in the order NNI needs; do it first.
+            # nni_asng.oneshot imports nni.nas.strategy in the order NNI needs; do it first (on first use:
+            # `nni-asng list` does not load NNI).
             import nni_asng.oneshot  # noqa: F401
         return getattr(importlib.import_module(self.module), self.attr)
 
@@ -259,7 +262,6 @@ def _lookup(kind: str, name: Any, table: Mapping[str, Any], aliases: Mapping[str
     key = normalise_name(name)
     key = aliases.get(key.replace('_', ''), key) if key not in table else key
     if key not in table:
-        import difflib
         close = difflib.get_close_matches(key, list(table), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ''
         plural = 'strategies' if kind == 'strategy' else f'{kind}s'
@@ -306,7 +308,6 @@ def _public_names(module, limit: int = 12) -> str:
 
 def _import_user_module(module: str, what: str):
     """Import a module the config names; a missing module or one failing on import is a ConfigError."""
-    import sys
     if '' not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())      # `python -m` and console scripts: modules beside the config's cwd
     try:
@@ -323,6 +324,22 @@ def _import_user_module(module: str, what: str):
         raise ConfigError(f'{what}: importing module {module!r} failed: {type(err).__name__}: {err}') from err
 
 
+def load_factory(spec: str) -> Callable:
+    """The function ``module:attr`` names (``data.factory``; a ConfigError says why it cannot be used)."""
+    module_name, sep, attr = str(spec).partition(':')
+    if not sep or not module_name or not attr:
+        raise ConfigError(f'data.factory {spec!r}: expected "package.module:function", e.g. "mypkg.data:make_data"')
+    module = _import_user_module(module_name, f'data.factory {spec!r}')
+    try:
+        factory = _get_attribute(module, attr)
+    except AttributeError:
+        raise ConfigError(f'data.factory {spec!r}: module {module_name} has no attribute {attr!r} (its names: '
+                          f'{_public_names(module)})') from None
+    if not callable(factory):
+        raise ConfigError(f'data.factory {spec!r} is {a_kind(factory)}, not a function')
+    return factory
+
+
 def a_kind(obj: Any) -> str:
     """'an int', 'a function', ...: what ``obj`` is, for messages."""
     name = type(obj).__name__
@@ -330,7 +347,7 @@ def a_kind(obj: Any) -> str:
 
 
 def _check_model_space(name: str, obj: Any) -> None:
-    from nni.nas.nn.pytorch import ModelSpace
+    from nni.nas.nn.pytorch import ModelSpace  # on first use: `nni-asng list` does not load NNI
     if not (isinstance(obj, type) and issubclass(obj, ModelSpace)):
         kind = f'the class {obj.__name__}' if isinstance(obj, type) else a_kind(obj)
         raise ConfigError(f'space {name!r} is {kind}, not an NNI ModelSpace: define it as '

@@ -3,7 +3,7 @@
 Search: the (``limit``-ed) training split halved into D_x (weights) and D_θ (architecture), both shuffled
 (asng-nas §3.2). Retraining: the whole training split (or its ``limit``) and the test split. Inpainting wraps the
 same images, in [0, 1], in :class:`nni_asng.data.inpainting.InpaintingDataset`. Nothing here reads an experiment
-config: :mod:`nni_asng.app.assembly` builds a run's parts from one and passes the values in.
+config: :mod:`nni_asng.app.runners.assembly` builds a run's parts from one and passes the values in.
 """
 from __future__ import annotations
 
@@ -19,8 +19,14 @@ from lightning_fabric.plugins import TorchCheckpointIO
 from nni.nas.evaluator.pytorch import DataLoader
 from torch.utils.data import Dataset
 
-from ..evaluators.classification import ClassificationModule, NniReportCallback, OptimizerRecipe
-from .registry import DataInfo, SpaceEntry
+from ...data import retrain_datasets, search_datasets
+from ...data.inpainting import InpaintingDataset
+from ...data.loaders import resumable_loader
+from ...evaluators.classification import ClassificationModule, NniReportCallback, OptimizerRecipe
+from ...evaluators.inpainting import InpaintingModule
+from ..config.errors import ConfigError
+from ..config.registry import DataInfo, SpaceEntry
+from .outputs import atomic_write
 
 __all__ = ['TaskData', 'search_data', 'retrain_data', 'make_module', 'report_metric', 'report_callback',
            'ChannelsLast', 'trainer_precision', 'trainer_device_kwargs', 'accelerator_info',
@@ -55,7 +61,6 @@ class TaskData:
 
 def resolve_device(device: str) -> str:
     """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; ``cuda`` without a GPU is a user error."""
-    from .errors import ConfigError
     if device == 'auto':
         return 'cuda' if torch.cuda.is_available() else 'cpu'
     if device == 'cuda' and not torch.cuda.is_available():
@@ -87,13 +92,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         if storage_options is not None:
             raise TypeError(f'{type(self).__name__} takes no storage_options')
-        from .outputs import atomic_write
         atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
 def _wrap(dataset, entry: SpaceEntry, train: bool, masking: Mapping[str, Any]):
     if entry.task == 'inpainting':
-        from ..data.inpainting import InpaintingDataset
         return InpaintingDataset(dataset, train=train, **masking)
     if entry.input_channels is not None and dataset.input_shape[0] != entry.input_channels:
         return ExpandChannels(dataset, entry.input_channels)
@@ -130,8 +133,6 @@ def search_data(entry: SpaceEntry, dataset: str, root: str | None, *, limit, see
     with the batches the interrupted search would have seen. ``masking``: the keyword arguments of
     :class:`~nni_asng.data.inpainting.InpaintingDataset` (mask, seed, fractions) of an inpainting task.
     """
-    from ..data import search_datasets
-    from ..data.loaders import resumable_loader
     d_x, d_theta = search_datasets(dataset, root, limit=limit, seed=seed, augment=augment,
                                    normalize=entry.task != 'inpainting', subset_seed=subset_seed,
                                    resolution=resolution)
@@ -146,7 +147,6 @@ def retrain_data(entry: SpaceEntry, dataset: str, root: str | None, *, limit, te
                  subset_seed: int | None, resolution: int | None, augment: bool, cutout: bool | int, batch_size: int,
                  num_workers: int, device: str, masking: Mapping[str, Any]) -> TaskData:
     """Shuffled training loader (whole split, or ``limit``) and ordered test loader (``test_limit``)."""
-    from ..data import retrain_datasets
     train, test = retrain_datasets(dataset, root, limit=limit, test_limit=test_limit, seed=seed,
                                    augment=augment, normalize=entry.task != 'inpainting',
                                    cutout=cutout if entry.task == 'classification' else 0,
@@ -161,8 +161,6 @@ def retrain_data(entry: SpaceEntry, dataset: str, root: str | None, *, limit, te
 
 # ---------------------------------------------------------------------------------------------- modules
 def _inpainting_module_class():
-    from ..evaluators.inpainting import InpaintingModule
-
     @nni.trace
     class InpaintingRecipeModule(OptimizerRecipe, InpaintingModule):
         """The inpainting module with the SGD/Adam + cosine recipe; reporting to NNI is done by the CLI."""
@@ -209,7 +207,6 @@ def report_metric(entry: SpaceEntry) -> tuple[str, tuple[str, ...]]:
 
 def trainer_precision(precision: str, device: str, section: str) -> str:
     """The Trainer's ``precision`` for ``<section>.precision`` on ``device`` (fp16 autocast needs CUDA)."""
-    from .errors import ConfigError
     if precision == '16-mixed' and device != 'cuda':
         raise ConfigError(f'{section}.precision: 16-mixed (fp16 autocast with a gradient scaler) needs a CUDA '
                           f'device, this run uses {device}; use bf16-mixed or 32')
@@ -234,7 +231,7 @@ class ChannelsLast(pl.Callback):
     def setup(self, trainer, pl_module, stage: str) -> None:
         if trainer.strategy.root_device.type != 'cuda' and not self.force:
             warnings.warn('channels_last is a GPU option and is left off on this CPU run (see '
-                          'nni_asng.app.tasks.ChannelsLast)', RuntimeWarning)
+                          'nni_asng.app.runners.tasks.ChannelsLast)', RuntimeWarning)
             return
         pl_module.to(memory_format=torch.channels_last)
         task_module = getattr(pl_module, 'training_module', pl_module)     # one-shot modules wrap the task's

@@ -1,28 +1,37 @@
-"""The trial records of NNI's REST API (``/api/v1/nni/trial-jobs``), decoded.
+"""The trial records of NNI (``/api/v1/nni/trial-jobs`` and the dispatcher's commands), decoded.
 
-Shared by the commands that watch an experiment (:mod:`~nni_asng.app.launch`, the pipeline), the pipeline's
-advisor (which must import fast: only ``json`` here) and a trial that looks up its own record.
+The one decoder of a trial's parameter records (``hyperParameters``): used by a trial that looks up its own
+record (:mod:`~nni_asng.app.runners.nni_trial`), the commands that watch an experiment and the pipeline's
+advisor (which must import fast: only ``json`` here).
 """
 from __future__ import annotations
 
 import json
 from typing import Any, Iterator
 
-__all__ = ['TERMINAL_STATES', 'hyper_parameters', 'job_parameters', 'job_parameter_id', 'final_metric']
+__all__ = ['TERMINAL_STATES', 'parameter_record', 'hyper_parameters', 'job_parameters', 'job_parameter_id',
+           'final_metric']
 
 #: The states in which a trial has ended.
 TERMINAL_STATES = ('SUCCEEDED', 'FAILED', 'USER_CANCELED', 'SYS_CANCELED', 'EARLY_STOPPED')
 
 
+def parameter_record(text: Any) -> dict | None:
+    """One parameter record (``{"parameter_id", "parameters", ...}``) from NNI's JSON text; None if it is not
+    a JSON object."""
+    try:
+        value = json.loads(text) if isinstance(text, str) else text
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def hyper_parameters(job: dict) -> Iterator[dict]:
     """The decoded ``hyperParameters`` records of a trial (JSON objects only)."""
     for text in job.get('hyperParameters') or []:
-        try:
-            value = json.loads(text) if isinstance(text, str) else text
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            yield value
+        record = parameter_record(text)
+        if record is not None:
+            yield record
 
 
 def job_parameters(job: dict) -> dict:

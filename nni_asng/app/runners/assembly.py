@@ -1,63 +1,52 @@
 """The one place a run is built from its config.
 
 Every part of a search, a retraining or a tabular benchmark that depends on an :class:`ExperimentConfig`
-is built here; the modules below (:mod:`~nni_asng.app.tasks`, :mod:`~nni_asng.app.userdata`,
-:mod:`~nni_asng.app.registry`, :mod:`nni_asng.data`) take plain arguments and never see a config, and the
-commands above (:mod:`~nni_asng.app.runs`, :mod:`~nni_asng.app.tabulate`, ``launch``, the pipeline) ask
-for parts here instead of reading the config's sections themselves. What it builds::
+is built here; the modules below (:mod:`~nni_asng.app.runners.tasks`, :mod:`~nni_asng.app.runners.userdata`,
+:mod:`~nni_asng.app.config.registry`, :mod:`nni_asng.data`) take plain arguments and never see a config, and
+the steps after a build (:mod:`~nni_asng.app.runners.runs`) take its parts, not the config. What it builds::
 
     build_search(cfg)               SearchParts: device (resolved), threads set, everything seeded with
                                     ``seed``, data (D_x, D_θ), space, strategy (strategy.args + search settings)
-    search_evaluator(cfg, parts)    NNI's Lightning evaluator: the task's module with search.optimizer and the
+    search_evaluator(parts, ...)    NNI's Lightning evaluator: the task's module with search.optimizer and the
                                     search trainer (epochs, precision, channels_last, devices x num_nodes)
-    trial_reporter(cfg, parts, out) the progress reporter of a search run as a trial of an NNI experiment
+    trial_reporter(parts, output)   the progress reporter of a search run as a trial of an NNI experiment
     build_retrain(cfg, arch, seed)  RetrainParts: device, threads, seeded data, the architecture checked against
                                     the space, space_args (+ retrain.space_args, scaled to retrain.param_budget),
                                     the fixed network and its parameter count
+    fit_retrain(parts, ...)         RetrainParts trained as fit_fixed_network trains
     fit_fixed_network(cfg, ...)     the retrain recipe's module and trainer, fitted (the one training loop)
     search_data / retrain_data      the loaders of data.dataset, or of the user's data.factory
     search_space, search_module, retrain_trainer, validate_architecture
     table_data / table_network / table_loaders     the tabular benchmark's images, networks and loaders
-    quiet_warnings(...)             the warning filter the builds and runs share (public: nni_asng.app)
 
 So the config flows one way: config → assembly → (tasks, userdata, registry, data) → parts → runs.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
+import pytorch_lightning as pl
 import torch
+from nni.nas.evaluator.pytorch.lightning import Lightning, Trainer
 
-from .config import ExperimentConfig
-from .errors import ArchitectureFileError, ConfigError
-from .registry import DataInfo, SpaceEntry, StrategyEntry, scale_to_budget, space_entry, strategy_entry
-from ..model_size import count_parameters
+from ...data import ImageClassificationDataset
+from ...model_size import count_parameters
+from ...oneshot import ArchitectureError, SearchSpaceEncoding
+from ..config.errors import ArchitectureFileError, ConfigError
+from ..config.registry import DataInfo, SpaceEntry, StrategyEntry, scale_to_budget, space_entry, strategy_entry
+from ..config.schema import ExperimentConfig, RetrainConfig, SearchConfig
+from . import tasks, userdata
+from .quiet import quiet_warnings
+from .reporter import SearchTrialReporter
 
 __all__ = ['SearchParts', 'RetrainParts', 'build_search', 'search_evaluator', 'trial_reporter', 'build_retrain',
-           'fit_fixed_network', 'retrain_trainer', 'search_data', 'retrain_data', 'search_space', 'search_module',
-           'validate_architecture', 'table_data', 'table_network', 'table_loaders', 'quiet_warnings']
+           'fit_retrain', 'fit_fixed_network', 'retrain_trainer', 'search_data', 'retrain_data', 'search_space',
+           'search_module', 'validate_architecture', 'table_data', 'table_network', 'table_loaders']
 
 _logger = logging.getLogger(__name__)
 Log = Callable[[str], None]
-
-
-@contextlib.contextmanager
-def quiet_warnings(*messages: str, modules: Sequence[str] = ()):
-    """Silence Lightning's and NNI's advice about workers, batches and traced modules and DeprecationWarnings,
-    plus the warnings whose message matches one of ``messages`` (regular expressions) and the UserWarnings
-    raised in ``modules``."""
-    with warnings.catch_warnings():
-        for message in ('.*is found to be not a nn.Module.*', '.*does not have many workers.*',
-                        '.*The number of training batches.*', '.*Validation dataloaders are missing.*', *messages):
-            warnings.filterwarnings('ignore', message=message)
-        warnings.filterwarnings('ignore', category=DeprecationWarning)
-        for module in modules:
-            warnings.filterwarnings('ignore', category=UserWarning, module=module)
-        yield
 
 
 def _set_threads(threads: int | None) -> None:
@@ -74,27 +63,33 @@ def _masking(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def search_data(cfg: ExperimentConfig):
-    """D_x and D_θ of the search (:func:`nni_asng.app.tasks.search_data`, or the user's ``data.factory``)."""
-    from . import tasks, userdata
+    """D_x and D_θ of the search (:func:`nni_asng.app.runners.tasks.search_data`, or the user's ``data.factory``)."""
+    return _search_data(cfg, space_entry(cfg.space.name))
+
+
+def _search_data(cfg: ExperimentConfig, entry: SpaceEntry):
     d = cfg.data
     if d.factory:
         return userdata.search_data(d.factory, d.factory_args, seed=cfg.seed, batch_size=d.batch_size,
                                     num_workers=d.num_workers)
-    return tasks.search_data(space_entry(cfg.space.name), d.dataset, d.root, limit=d.limit, seed=cfg.seed,
+    return tasks.search_data(entry, d.dataset, d.root, limit=d.limit, seed=cfg.seed,
                              subset_seed=d.subset_seed, resolution=d.resolution, augment=d.augment,
                              batch_size=d.batch_size, num_workers=d.num_workers, device=cfg.search.device,
                              masking=_masking(cfg))
 
 
 def retrain_data(cfg: ExperimentConfig, seed: int):
-    """Training and test loaders of a retraining with ``seed`` (:func:`nni_asng.app.tasks.retrain_data`, or the
-    user's ``data.factory``)."""
-    from . import tasks, userdata
+    """Training and test loaders of a retraining with ``seed`` (:func:`nni_asng.app.runners.tasks.retrain_data`, or
+    the user's ``data.factory``)."""
+    return _retrain_data(cfg, space_entry(cfg.space.name), seed)
+
+
+def _retrain_data(cfg: ExperimentConfig, entry: SpaceEntry, seed: int):
     d, r = cfg.data, cfg.retrain
     if d.factory:
         return userdata.retrain_data(d.factory, d.factory_args, seed=seed, batch_size=r.batch_size,
                                      num_workers=d.num_workers)
-    return tasks.retrain_data(space_entry(cfg.space.name), d.dataset, d.root, limit=r.limit,
+    return tasks.retrain_data(entry, d.dataset, d.root, limit=r.limit,
                               test_limit=r.test_limit or 1.0, seed=seed, subset_seed=d.subset_seed,
                               resolution=d.resolution, augment=r.augment, cutout=r.cutout, batch_size=r.batch_size,
                               num_workers=d.num_workers, device=r.device, masking=_masking(cfg))
@@ -102,14 +97,22 @@ def retrain_data(cfg: ExperimentConfig, seed: int):
 
 def search_space(cfg: ExperimentConfig, info: DataInfo):
     """The search space ``space.name`` with ``space.args`` (and the data's channels and classes)."""
+    return _search_space(cfg, space_entry(cfg.space.name), info)
+
+
+def _search_space(cfg: ExperimentConfig, entry: SpaceEntry, info: DataInfo):
     with quiet_warnings():
-        return space_entry(cfg.space.name).build_space(cfg.space.args, info)
+        return entry.build_space(cfg.space.args, info)
 
 
 def validate_architecture(cfg: ExperimentConfig, arch: Mapping[str, Any], info: DataInfo, path) -> None:
     """Check ``arch`` against the configured search space; errors name the offending label."""
-    from ..oneshot import ArchitectureError, SearchSpaceEncoding
-    space = search_space(cfg, info)
+    _validate_architecture(cfg, space_entry(cfg.space.name), arch, info, path)
+
+
+def _validate_architecture(cfg: ExperimentConfig, entry: SpaceEntry, arch: Mapping[str, Any], info: DataInfo,
+                           path) -> None:
+    space = _search_space(cfg, entry, info)
     try:
         SearchSpaceEncoding(space).validate(arch)
     except ArchitectureError as err:
@@ -126,11 +129,14 @@ class SearchParts:
     strategy_entry: StrategyEntry
     strategy: Any
     space: Any
-    data: Any                    # nni_asng.app.tasks.TaskData: D_x (train), D_θ (val)
+    data: Any                    # nni_asng.app.runners.tasks.TaskData: D_x (train), D_θ (val)
     device: str                  # 'cpu' or 'cuda'
+    space_args: Mapping[str, Any]   # space.args: the space's and its fixed networks' constructor arguments
+    settings: SearchConfig       # the search section: epochs, optimizer recipe, trainer options
+    reporting: dict[str, Any]    # a trial's SearchTrialReporter: every, batches (launch.report_*), batch_size
 
 
-def _strategy(cfg: ExperimentConfig, info: DataInfo):
+def _strategy(cfg: ExperimentConfig, info: DataInfo) -> tuple[StrategyEntry, Any]:
     entry = strategy_entry(cfg.strategy.name)
     cls = entry.load_class()
     args = dict(cfg.strategy.args)
@@ -154,33 +160,28 @@ def _strategy(cfg: ExperimentConfig, info: DataInfo):
 def build_search(cfg: ExperimentConfig) -> SearchParts:
     """Resolve ``search.device``, set ``search.threads``, seed everything with ``seed``, then build the data,
     the space and the strategy (everything of a search that can fail on user input)."""
-    import pytorch_lightning as pl
-
-    from . import tasks
     entry = space_entry(cfg.space.name)
     device = tasks.resolve_device(cfg.search.device)
     _set_threads(cfg.search.threads)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    data = search_data(cfg)
-    space = search_space(cfg, data.info)
+    data = _search_data(cfg, entry)
+    space = _search_space(cfg, entry, data.info)
     strategy_e, strategy = _strategy(cfg, data.info)
-    return SearchParts(entry, strategy_e, strategy, space, data, device)
+    reporting = dict(every=cfg.launch.report_every_n_steps, batches=cfg.launch.report_batches,
+                     batch_size=cfg.data.batch_size)
+    return SearchParts(entry, strategy_e, strategy, space, data, device, cfg.space.args, cfg.search, reporting)
 
 
-def search_module(cfg: ExperimentConfig):
+def search_module(parts: SearchParts):
     """The task's Lightning module with the ``search.optimizer`` recipe."""
-    from . import tasks
-    return tasks.make_module(space_entry(cfg.space.name), cfg.search.optimizer.recipe())
+    return tasks.make_module(parts.space_entry, parts.settings.optimizer.recipe())
 
 
-def search_evaluator(cfg: ExperimentConfig, parts: SearchParts, *, callbacks: list, logger, default_root_dir: str,
+def search_evaluator(parts: SearchParts, *, callbacks: list, logger, default_root_dir: str,
                      fit_kwargs: dict | None = None):
     """NNI ``Lightning`` evaluator for the one-shot search (train = D_x, val = D_θ)."""
-    from nni.nas.evaluator.pytorch.lightning import Lightning, Trainer
-
-    from . import tasks
-    s, device = cfg.search, parts.device
-    module = search_module(cfg)
+    s, device = parts.settings, parts.device
+    module = search_module(parts)
     if s.channels_last:
         callbacks = [*callbacks, tasks.ChannelsLast()]
     trainer = Trainer(max_epochs=s.epochs, callbacks=callbacks, logger=logger,
@@ -194,12 +195,10 @@ def search_evaluator(cfg: ExperimentConfig, parts: SearchParts, *, callbacks: li
                      fit_kwargs=fit_kwargs or {})
 
 
-def trial_reporter(cfg: ExperimentConfig, parts: SearchParts, output):
-    """:class:`~nni_asng.app.trial.SearchTrialReporter` of a search run as an NNI trial (``launch.report_*``)."""
-    from .trial import SearchTrialReporter
-    return SearchTrialReporter(parts.space_entry, cfg.space.args, parts.data, output,
-                               every=cfg.launch.report_every_n_steps, batches=cfg.launch.report_batches,
-                               batch_size=cfg.data.batch_size)
+def trial_reporter(parts: SearchParts, output) -> SearchTrialReporter:
+    """The :class:`~nni_asng.app.runners.reporter.SearchTrialReporter` of a search run as an NNI trial
+    (``launch.report_*``)."""
+    return SearchTrialReporter(parts.space_entry, parts.space_args, parts.data, output, **parts.reporting)
 
 
 # ---------------------------------------------------------------------------------------------- retrain
@@ -209,42 +208,45 @@ class RetrainParts:
 
     space_entry: SpaceEntry
     device: str
-    data: Any                    # nni_asng.app.tasks.TaskData: training split (train), test split (val)
+    data: Any                    # nni_asng.app.runners.tasks.TaskData: training split (train), test split (val)
     architecture: Mapping[str, Any]   # checked against the space
     space_args: dict[str, Any]   # space.args + retrain.space_args (width scaled to retrain.param_budget)
     network: torch.nn.Module
     params: int
+    settings: RetrainConfig      # the retrain section: epochs, optimizer recipe, trainer options
 
 
 def build_retrain(cfg: ExperimentConfig, arch: Mapping[str, Any], seed: int, *, source: Any,
                   log: Log = print) -> RetrainParts:
     """Resolve ``retrain.device``, set ``retrain.threads``, seed everything with ``seed``, read the data, check
     ``arch`` (read from ``source``) against the space and build its fixed network with fresh weights."""
-    import pytorch_lightning as pl
-
-    from . import tasks
     entry = space_entry(cfg.space.name)
     device = tasks.resolve_device(cfg.retrain.device)
     _set_threads(cfg.retrain.threads)
     pl.seed_everything(seed, workers=True, verbose=False)
-    data = retrain_data(cfg, seed)
-    validate_architecture(cfg, arch, data.info, source)
+    data = _retrain_data(cfg, entry, seed)
+    _validate_architecture(cfg, entry, arch, data.info, source)
     space_args = {**cfg.space.args, **cfg.retrain.space_args}
     if cfg.retrain.param_budget:
         with quiet_warnings():
             space_args, _ = scale_to_budget(entry, arch, space_args, data.info, cfg.retrain.param_budget, log)
     with quiet_warnings():
         network = entry.build_fixed(arch, space_args, data.info)
-    return RetrainParts(entry, device, data, arch, space_args, network, count_parameters(network))
+    return RetrainParts(entry, device, data, arch, space_args, network, count_parameters(network), cfg.retrain)
 
 
-def retrain_trainer(cfg: ExperimentConfig, *, device: str, callbacks: list, logger, default_root_dir: str | None,
-                    **overrides):
-    """The Lightning trainer of the ``retrain`` settings on ``device`` (``overrides`` win)."""
-    import pytorch_lightning as pl
+def fit_retrain(parts: RetrainParts, *, callbacks: Sequence = (), logger: Any = False,
+                default_root_dir: str | None = None):
+    """Train ``parts.network`` on ``parts.data.train`` as :func:`fit_fixed_network` does, evaluating on
+    ``parts.data.val`` (metrics ``val_*``); returns the fitted Lightning trainer."""
+    return _fit(parts.space_entry, parts.settings, parts.network, parts.data.train, {'val': parts.data.val},
+                device=parts.device, callbacks=callbacks, logger=logger, default_root_dir=default_root_dir)
 
-    from . import tasks
-    r = cfg.retrain
+
+def retrain_trainer(settings: RetrainConfig, *, device: str, callbacks: list, logger,
+                    default_root_dir: str | None, **overrides):
+    """The Lightning trainer of the ``retrain`` ``settings`` on ``device`` (``overrides`` win)."""
+    r = settings
     if r.channels_last:
         callbacks = [*callbacks, tasks.ChannelsLast()]
     kwargs = dict(max_epochs=r.epochs, callbacks=callbacks, logger=logger, enable_progress_bar=r.progress_bar,
@@ -266,13 +268,19 @@ def fit_fixed_network(cfg: ExperimentConfig, network: torch.nn.Module, train_loa
     trainer settings. ``eval_loaders`` maps metric prefixes to loaders evaluated after every
     ``retrain.eval_every_n_epochs`` epochs (``{'val': test}`` logs ``val_acc``; ``{'val': v, 'test': t}`` both).
     """
-    from . import tasks
-    r = cfg.retrain
-    module = tasks.make_module(space_entry(cfg.space.name), r.optimizer.recipe(), aux_weight=r.aux_weight,
+    return _fit(space_entry(cfg.space.name), cfg.retrain, network, train_loader, eval_loaders, device=device,
+                callbacks=callbacks, logger=logger, default_root_dir=default_root_dir, **trainer_overrides)
+
+
+def _fit(entry: SpaceEntry, settings: RetrainConfig, network: torch.nn.Module, train_loader,
+         eval_loaders: Mapping[str, Any], *, device: str, callbacks: Sequence, logger: Any,
+         default_root_dir: str | None, **trainer_overrides):
+    r = settings
+    module = tasks.make_module(entry, r.optimizer.recipe(), aux_weight=r.aux_weight,
                                drop_path_prob=r.drop_path_prob, label_smoothing=r.label_smoothing)
     module.set_model(network)
     module.eval_stages = tuple(eval_loaders)
-    trainer = retrain_trainer(cfg, device=device, callbacks=list(callbacks), logger=logger,
+    trainer = retrain_trainer(r, device=device, callbacks=list(callbacks), logger=logger,
                               default_root_dir=default_root_dir, **trainer_overrides)
     trainer.fit(module, train_loader, list(eval_loaders.values()))
     return trainer
@@ -282,7 +290,6 @@ def fit_fixed_network(cfg: ExperimentConfig, network: torch.nn.Module, train_loa
 def table_data(cfg: ExperimentConfig):
     """(train = the search's images, validation = ``tabular.validation`` held-out training images, test = the
     test split, info) of ``nni-asng tabulate``."""
-    from ..data import ImageClassificationDataset
     d, r = cfg.data, cfg.retrain
     subset_seed = cfg.seed if d.subset_seed is None else d.subset_seed
     common = dict(name=d.dataset, root=d.root, resolution=d.resolution)
@@ -298,7 +305,6 @@ def table_data(cfg: ExperimentConfig):
 def table_network(cfg: ExperimentConfig, arch: Mapping[str, Any], info: DataInfo, seed: int) -> torch.nn.Module:
     """A table job's fixed network: everything seeded with ``seed``, then ``arch`` built with ``space.args`` +
     ``retrain.space_args`` (no ``retrain.param_budget`` scaling: a table compares architectures as they are)."""
-    import pytorch_lightning as pl
     entry = space_entry(cfg.space.name)
     pl.seed_everything(seed, workers=True, verbose=False)
     with quiet_warnings():
@@ -307,7 +313,6 @@ def table_network(cfg: ExperimentConfig, arch: Mapping[str, Any], info: DataInfo
 
 def table_loaders(cfg: ExperimentConfig, train, val, test):
     """A table job's loaders: shuffled training batches of ``retrain.batch_size``, validation and test in order."""
-    from . import tasks
     workers = cfg.data.num_workers
     return (tasks._loader(train, cfg.retrain.batch_size, workers, True), tasks._loader(val, 256, workers, False),
             tasks._loader(test, 256, workers, False))

@@ -5,6 +5,8 @@ The CLI prints these as one clear message and exits with a non-zero code, withou
 """
 from __future__ import annotations
 
+import signal
+
 
 class UserError(Exception):
     """Base class of errors caused by the user's input; ``exit_code`` is the CLI's exit status."""
@@ -32,8 +34,9 @@ class LaunchError(UserError):
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Exception types shown without a traceback: ours plus the actionable ones of the other packages."""
-    from ..data import DatasetFormatError, DatasetNotFoundError, UnknownDatasetError
-    from ..oneshot import ArchitectureError, ComplexityError, NonFiniteLossError, UnsupportedSpaceError
+    # Imported when an error is shown: loading NNI (nni_asng.oneshot) up front would slow every command down.
+    from ...data import DatasetFormatError, DatasetNotFoundError, UnknownDatasetError
+    from ...oneshot import ArchitectureError, ComplexityError, NonFiniteLossError, UnsupportedSpaceError
     types: list[type[BaseException]] = [UserError, DatasetFormatError, DatasetNotFoundError, UnknownDatasetError,
                                         ArchitectureError, ComplexityError, NonFiniteLossError, UnsupportedSpaceError]
     for module in ('search_spaces.arch_value_checks', 'search_spaces.validation'):
@@ -61,5 +64,4 @@ class SearchInterrupted(Exception):
 
     @property
     def exit_code(self) -> int:
-        import signal
         return 128 + int(getattr(signal, self.signal_name, signal.SIGINT))

@@ -1,10 +1,10 @@
 """Search and retraining as ONE NNI experiment: ``nni-asng launch CONFIG`` (without ``--arch``).
 
-The experiment's tuner is :class:`nni_asng.app.advisor.PipelineAdvisor`. It hands out one search trial
+The experiment's tuner is :class:`nni_asng.app.experiment.advisor.PipelineAdvisor`. It hands out one search trial
 per entry of ``launch.sweep`` (strategies x seeds; default: the config's strategy and seed), and when
 a search trial reports its final result (the exported architecture(s)), one retraining trial per
 architecture (per ε for multi_complexity) and seed of ``retrain.seeds``. Every trial runs the same
-command, ``python -m nni_asng trial`` (:mod:`nni_asng.app.trial`), which reads its parameters. A
+command, ``python -m nni_asng trial`` (:mod:`nni_asng.app.experiment.trial`), which reads its parameters. A
 search that fails starts no retraining; the experiment ends (DONE) once every trial that can run has
 run. ``nni-asng launch`` writes ``<output>/launch/``::
 
@@ -16,159 +16,41 @@ run. ``nni-asng launch`` writes ``<output>/launch/``::
 
 The same pipeline starts from a plain NNI YAML (``experiments/nni/*_pipeline.yml``) once the advisor is
 registered with NNI (``nni-asng register`` runs ``nnictl algo register``): its ``tuner`` section names
-``NniAsngPipeline`` with ``classArgs: {config: <nni-asng config>, overrides: [...]}``.
+``NniAsngPipeline`` with ``classArgs: {config: <nni-asng config>, overrides: [...]}``. The searches and the
+parameters of the trials are planned by :mod:`.sweep`.
 """
 from __future__ import annotations
 
-import shlex
-import subprocess
-import sys
-import tempfile
 import time
 import urllib.error
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
-from .errors import ConfigError, LaunchError, UserError
+from ..config.errors import ConfigError, LaunchError
+from ..config.loading import dump_config, parse_config
+from ..runners.assembly import search_data, search_space
+from ..runners.jobs import TERMINAL_STATES
+from ..runners.outputs import prepare_output, write_json, write_text
+from ..runners.quiet import quiet_warnings
+from .advisor import ADVISOR_CLASS
+from .manager import (announce_and_wait, experiment_config, rest_get, start_experiment, stop_experiment,
+                      training_service, trial_command, trial_failure, trial_jobs)
+from .sweep import planned_trials, search_config, search_specs
 
-__all__ = ['SearchSpec', 'search_specs', 'find_search', 'search_config', 'exported_count', 'planned_trials',
-           'search_parameters', 'retrain_parameters', 'build_pipeline_config', 'launch_pipeline',
-           'register_command', 'ADVISOR_CLASS', 'ADVISOR_NAME', 'SECURITY_NOTE', 'security_note']
+__all__ = ['build_pipeline_config', 'launch_pipeline', 'wait_for_pipeline', 'summarize']
 
 Log = Callable[[str], None]
-ADVISOR_CLASS = 'nni_asng.app.advisor.PipelineAdvisor'
-ADVISOR_NAME = 'NniAsngPipeline'
-
-
-def security_note(port: int) -> str:
-    """What to tell whoever gets the web UI's URL."""
-    return (f"NNI's web server listens on every network interface of this machine (port {port}) without "
-            f'authentication; whoever reaches the port can read the experiment, stop it and kill its trials through '
-            f'the REST API. Keep it private: block port {port} in the firewall and open the UI through an SSH tunnel '
-            f'from your own machine (ssh -L {port}:localhost:{port} HOST, then http://localhost:{port}/).')
-
-
-SECURITY_NOTE = security_note(8080)
-
-
-# ---------------------------------------------------------------------------------------------- the plan
-@dataclass(frozen=True)
-class SearchSpec:
-    """One search trial of the sweep: its key (shown in the trial parameters), strategy and seed."""
-
-    key: str
-    strategy: str
-    args: dict = field(default_factory=dict, hash=False, compare=False)
-    seed: int = 0
-
-
-def search_specs(cfg) -> list[SearchSpec]:
-    """``launch.sweep``: every strategy with every seed (default: the config's own strategy and seed)."""
-    from .registry import strategy_entry
-    sweep = cfg.launch.sweep
-    strategies = list(sweep.strategies) if sweep.strategies else [cfg.strategy]
-    seeds = list(sweep.seeds) if sweep.seeds else [cfg.seed]
-    names = [strategy_entry(s.name).name for s in strategies]
-    specs = []
-    for i, (strategy, name) in enumerate(zip(strategies, names)):
-        label = name if names.count(name) == 1 else f'{name}{names[:i].count(name) + 1}'
-        for seed in seeds:
-            specs.append(SearchSpec(f'{label}-seed{seed}', name, dict(strategy.args), int(seed)))
-    return specs
-
-
-def find_search(cfg, key: str | None) -> SearchSpec:
-    specs = search_specs(cfg)
-    if key is None and len(specs) == 1:
-        return specs[0]
-    for spec in specs:
-        if spec.key == key:
-            return spec
-    raise UserError(f'the trial belongs to search {key!r}, which the config\'s launch.sweep does not define '
-                    f'(its searches: {", ".join(s.key for s in specs)}); was the config changed after the start?')
-
-
-def search_config(cfg, spec: SearchSpec):
-    """``cfg`` with the strategy, its arguments and the seed of ``spec`` (validated like any config)."""
-    from .config import dump_config, parse_config
-    if cfg.strategy.name == spec.strategy and dict(cfg.strategy.args) == spec.args and cfg.seed == spec.seed:
-        return cfg
-    raw = yaml.safe_load(dump_config(cfg))
-    raw['strategy'] = {'name': spec.strategy, 'args': dict(spec.args)}
-    raw['seed'] = spec.seed
-    source = f'{cfg.source or "<config>"} (search {spec.key})'
-    return parse_config(yaml.safe_dump(raw, sort_keys=False), source=source)
-
-
-def exported_count(cfg) -> int:
-    """How many architectures a search with ``cfg`` exports (multi_complexity: one per ε)."""
-    from .registry import strategy_entry
-    entry = strategy_entry(cfg.strategy.name)
-    if entry.name != 'multi_complexity':
-        return 1
-    epsilons = cfg.strategy.args.get('epsilons')
-    if epsilons is None:
-        epsilons = entry.parameters()['epsilons'].default
-    return len(list(epsilons))
-
-
-def planned_trials(cfg) -> int:
-    """Search trials + the retraining trials they start when they all succeed."""
-    seeds = len(cfg.retrain.seeds)
-    return sum(1 + exported_count(search_config(cfg, spec)) * seeds for spec in search_specs(cfg))
-
-
-def _common(spec: SearchSpec, config_ref: str, overrides: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {'search': spec.key, 'strategy': spec.strategy}
-    if spec.args:
-        out['strategy_args'] = dict(spec.args)
-    out['config'] = config_ref
-    if overrides:
-        out['overrides'] = list(overrides)
-    return out
-
-
-def search_parameters(spec: SearchSpec, config_ref: str, overrides: list[str] = ()) -> dict[str, Any]:
-    common = _common(spec, config_ref, list(overrides))
-    return {'phase': 'search', 'search': spec.key, 'strategy': spec.strategy, 'seed': spec.seed, **common}
-
-
-def retrain_parameters(cfg, spec: SearchSpec, final: dict, config_ref: str,
-                       overrides: list[str] = ()) -> list[dict[str, Any]]:
-    """The retraining trials of a search's final result: every exported architecture x ``retrain.seeds``."""
-    archs = final.get('architectures') or []
-    epsilons = final.get('epsilons') or [None] * len(archs)
-    common = _common(spec, config_ref, list(overrides))
-    out = []
-    for index, (arch, epsilon) in enumerate(zip(archs, epsilons)):
-        for seed in cfg.retrain.seeds:
-            params = {'phase': 'retrain', 'search': spec.key, 'strategy': spec.strategy, 'seed': int(seed),
-                      'search_seed': spec.seed, 'index': index}
-            if epsilon is not None:
-                params['epsilon'] = epsilon
-            params.update(architecture=arch, **{k: v for k, v in common.items() if k not in params})
-            out.append(params)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------- NNI config
-def trial_command(cfg) -> str:
-    platform = cfg.launch.training_service.get('platform')
-    python = cfg.launch.python or (sys.executable if platform == 'local' else 'python3')
-    return f'{shlex.quote(python)} -m nni_asng trial'
 
 
 def build_pipeline_config(cfg, working_directory: str | Path, config_ref: str = 'config.yaml',
                           overrides: list[str] = ()) -> dict[str, Any]:
     """The nnictl-format experiment config of the pipeline (trial code directory and advisor: the folder of
     the written YAML, where ``config_ref`` lies)."""
-    from .launch import experiment_config, training_service
     specs = search_specs(cfg)
     service, gpus = training_service(cfg)
-    command = trial_command(cfg)
+    command = trial_command(cfg, 'trial')
     if isinstance(service.get('worker'), dict):             # Kubeflow / FrameworkController: the worker runs it
         service['worker'] = {**service['worker'], 'command': command}
     seeds = sorted({s.seed for s in specs} | set(cfg.retrain.seeds))
@@ -184,9 +66,7 @@ def build_pipeline_config(cfg, working_directory: str | Path, config_ref: str = 
                              service=service, gpus=gpus, working_directory=working_directory)
 
 
-# ---------------------------------------------------------------------------------------------- the command
 def _with_retrain_seeds(cfg, seeds):
-    from .config import dump_config, parse_config
     if not seeds:
         return cfg
     raw = yaml.safe_load(dump_config(cfg))
@@ -199,7 +79,6 @@ def _with_retrain_seeds(cfg, seeds):
 
 def _check_inputs(cfg, log: Log) -> None:
     """Fail now, not in a trial, on data that cannot be read or a space that rejects its arguments."""
-    from .assembly import quiet_warnings, search_data, search_space
     spec = search_specs(cfg)[0]
     first = search_config(cfg, spec)
     with quiet_warnings():
@@ -211,9 +90,6 @@ def _check_inputs(cfg, log: Log) -> None:
 
 def launch_pipeline(cfg, args, out: Path, folder: Path, port: int, log: Log = print) -> int:
     """``nni-asng launch CONFIG`` without ``--arch`` (see the module docstring)."""
-    from .config import dump_config
-    from .launch import announce_and_wait, start_experiment, stop_experiment
-    from .outputs import prepare_output, write_json, write_text
     cfg = _with_retrain_seeds(cfg, getattr(args, 'seeds', None))
     _check_inputs(cfg, log)
     folder = prepare_output(folder, overwrite=args.overwrite, what='a launch')
@@ -248,11 +124,10 @@ def launch_pipeline(cfg, args, out: Path, folder: Path, port: int, log: Log = pr
         stop_experiment(experiment.id, port, pid)
         log(f'experiment {experiment.id} stopped')
     if failed:
-        from .launch import _failure
         for job in failed:
             job['parameters'] = {k: v for k, v in (job.get('parameters') or {}).items() if k != 'architecture'}
         raise LaunchError(f'{len(failed)} of {len(jobs)} trial(s) did not succeed (a failed search starts no '
-                          'retraining):\n' + '\n'.join(_failure(j) for j in failed) +
+                          'retraining):\n' + '\n'.join(trial_failure(j) for j in failed) +
                           (f'\nweb UI: {url}' if not args.stop_when_done else ''))
     if not args.stop_when_done:
         log(f'web UI: {url}   (stays up until `nnictl stop {experiment.id}`; {_short_note(port)})')
@@ -277,8 +152,6 @@ def describe(job: dict) -> str:
 
 def wait_for_pipeline(port: int, interval: float, log: Log, timeout: float | None = None) -> list[dict]:
     """Poll the REST API until the experiment is DONE (or stopped / failed); log every status change."""
-    from .jobs import TERMINAL_STATES
-    from .launch import rest_get, trial_jobs
     seen: dict[str, str] = {}
     started = time.time()
     while True:
@@ -342,8 +215,7 @@ def summarize(jobs: list[dict]) -> list[dict]:
 
 
 def _print_results(results: list[dict], cfg, log: Log) -> None:
-    from .registry import space_entry
-    inpainting = space_entry(cfg.space.name).task == 'inpainting'
+    inpainting = cfg.task == 'inpainting'
     log('')
     log('=' * 78)
     lines = []
@@ -367,34 +239,3 @@ def _print_results(results: list[dict], cfg, log: Log) -> None:
     log('=' * 78)
     if lines:
         log('retrained: ' + '; '.join(lines))
-
-
-# ---------------------------------------------------------------------------------------------- register
-def algorithm_meta() -> dict[str, Any]:
-    """What ``nnictl algo register --meta FILE`` needs to know about the advisor."""
-    return {'algoType': 'advisor', 'builtinName': ADVISOR_NAME, 'className': ADVISOR_CLASS}
-
-
-def register_command(unregister: bool = False, log: Log = print) -> int:
-    """Register (or remove) the pipeline advisor with NNI's own ``nnictl algo register``."""
-    import os
-    nnictl = [sys.executable, '-m', 'nni.tools.nnictl.nnictl', 'algo']
-    env = {**os.environ, 'PYTHONWARNINGS': 'ignore'}       # nnictl's pkg_resources deprecation notice
-    if unregister:
-        command = nnictl + ['unregister', ADVISOR_NAME]
-        result = subprocess.run(command, capture_output=True, text=True, env=env)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            meta = Path(tmp) / 'nni_asng_algorithms.yml'
-            meta.write_text(yaml.safe_dump(algorithm_meta(), sort_keys=False))
-            command = nnictl + ['register', '--meta', str(meta)]
-            result = subprocess.run(command, capture_output=True, text=True, env=env)
-    output = (result.stdout + result.stderr).strip()
-    if result.returncode != 0 or 'error' in output.lower():
-        raise UserError(f'`nnictl algo {"unregister" if unregister else "register"}` failed: {output or result.returncode}')
-    log(output)
-    if not unregister:
-        log(f'NNI experiment YAMLs can now name it:  tuner: {{name: {ADVISOR_NAME}, classArgs: {{config: CONFIG.yaml}}}}'
-            '   (see `nnictl algo list`)')
-    return 0
-

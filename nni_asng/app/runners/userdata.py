@@ -22,35 +22,21 @@ callable, wrong return value, samples that are not image/label pairs).
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
+from nni.nas.evaluator.pytorch import DataLoader
 from torch.utils.data import DataLoader as TorchDataLoader
 
-from .errors import ConfigError
-from .registry import a_kind
+from ...data.loaders import resumable_loader
+from ..config.errors import ConfigError
+from ..config.registry import DataInfo, a_kind, load_factory
+from .tasks import TaskData
 
-__all__ = ['load_factory', 'call_factory', 'search_data', 'retrain_data', 'UserData']
+__all__ = ['call_factory', 'search_data', 'retrain_data', 'UserData']
 
 _EXPECTED = ('expected (train, val) or (train, val, test) datasets/DataLoaders, or a dict with keys train, val '
              '[, test, num_classes]')
-
-
-def load_factory(spec: str) -> Callable:
-    """The function ``module:attr`` names (a ConfigError says why it cannot be used)."""
-    from .registry import _get_attribute, _import_user_module, _public_names
-    module_name, sep, attr = str(spec).partition(':')
-    if not sep or not module_name or not attr:
-        raise ConfigError(f'data.factory {spec!r}: expected "package.module:function", e.g. "mypkg.data:make_data"')
-    module = _import_user_module(module_name, f'data.factory {spec!r}')
-    try:
-        factory = _get_attribute(module, attr)
-    except AttributeError:
-        raise ConfigError(f'data.factory {spec!r}: module {module_name} has no attribute {attr!r} (its names: '
-                          f'{_public_names(module)})') from None
-    if not callable(factory):
-        raise ConfigError(f'data.factory {spec!r} is {a_kind(factory)}, not a function')
-    return factory
 
 
 class UserData:
@@ -154,8 +140,7 @@ def call_factory(spec: str, factory_args: Mapping[str, Any], seed: int) -> UserD
     return UserData(spec, value)
 
 
-def _info(data: UserData):
-    from .registry import DataInfo
+def _info(data: UserData) -> DataInfo:
     channels = data.input_shape[0]
     return DataInfo(in_channels=channels, num_classes=data.num_classes, input_shape=data.input_shape)
 
@@ -163,8 +148,6 @@ def _info(data: UserData):
 def search_data(spec: str, factory_args: Mapping[str, Any], *, seed: int, batch_size: int, num_workers: int):
     """D_x = the factory's train set, D_θ = its val set, as resumable shuffled loaders (``batch_size`` where the
     factory gave datasets, not loaders)."""
-    from ..data.loaders import resumable_loader
-    from .tasks import TaskData
     data = call_factory(spec, factory_args, seed)
     workers = dict(num_workers=num_workers, persistent_workers=num_workers > 0)
     train, val = data.datasets['train'], data.datasets['val']
@@ -175,8 +158,6 @@ def search_data(spec: str, factory_args: Mapping[str, Any], *, seed: int, batch_
 
 def retrain_data(spec: str, factory_args: Mapping[str, Any], *, seed: int, batch_size: int, num_workers: int):
     """The factory's train set (shuffled) and its test set (its val set when it has none, in order)."""
-    from nni.nas.evaluator.pytorch import DataLoader
-    from .tasks import TaskData
     data = call_factory(spec, factory_args, seed)
     train = data.datasets['train']
     test_name = 'test' if 'test' in data.datasets else 'val'

@@ -11,7 +11,7 @@ What Lightning 2.6 does by itself, and why that is not enough for a search:
 :class:`GracefulStop` replaces both handlers while the search trains. A signal only sets a flag; at
 the end of the current training step (``on_train_batch_end``, where Lightning's own periodic
 checkpoints are written, so the saved state is one Lightning restores exactly) the callback saves
-``checkpoint_path`` and raises :class:`~nni_asng.app.errors.SearchInterrupted`. A second Ctrl-C aborts at
+``checkpoint_path`` and raises :class:`~nni_asng.app.config.errors.SearchInterrupted`. A second Ctrl-C aborts at
 once without saving (the last checkpoint on disk is kept). Under DDP the flag is or-reduced over
 the ranks at every step, so all ranks stop after the same step whichever rank got the signal.
 """
@@ -27,7 +27,7 @@ from typing import Any, Optional
 
 from pytorch_lightning.callbacks import Callback
 
-from .errors import SearchInterrupted
+from ..config.errors import SearchInterrupted
 
 __all__ = ['GracefulStop']
 

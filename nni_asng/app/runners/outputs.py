@@ -11,28 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import OutputExistsError
-
-
-def quiet_library_logs() -> None:
-    """NNI's and Lightning's informational records and known harmless warnings off, in this process (the CLI;
-    the table builder's worker processes, which start fresh)."""
-    import logging
-    import warnings
-
-    import nni.runtime.log  # noqa: F401  (sets the 'nni' logger to INFO when imported: import it first)
-    import pytorch_lightning  # noqa: F401  (sets its logger to INFO when imported: import it first)
-    logging.getLogger('nni').propagate = False     # NNI prints its own (coloured) records
-    for name, level in (('nni', logging.ERROR), ('pytorch_lightning', logging.WARNING),
-                        ('lightning.pytorch', logging.WARNING), ('lightning_fabric', logging.WARNING),
-                        ('lightning', logging.WARNING)):
-        logging.getLogger(name).setLevel(level)
-    for message in ('.*is found to be not a nn.Module.*', '.*does not have many workers.*',
-                    '.*manual optimization and every_n_train_steps.*', '.*LeafSpec.*is deprecated.*',
-                    '.*The number of training batches.*', '.*You defined a `validation_step` but have no.*',
-                    '.*Checkpoint directory .* exists and is not empty.*'):
-        warnings.filterwarnings('ignore', message=message)
-    warnings.filterwarnings('ignore', category=DeprecationWarning)
+from ..config.errors import OutputExistsError
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -16,10 +16,11 @@ the trials that will run, so the experiment is DONE when the last one ends. Afte
 the advisor rebuilds its state from the experiment's trials: searches that had finished do not run
 again, retraining trials not yet started are handed out, and trials that were running when the
 experiment stopped are restarted by NNI itself (in their own folders: an interrupted search continues
-from its checkpoint, see :mod:`nni_asng.app.trial`).
+from its checkpoint, see :mod:`nni_asng.app.experiment.trial`).
 
-This module imports only NNI's dispatcher at import time: NNI gives the dispatcher process 10 seconds
-to connect. The nni-asng config is read afterwards, when NNI initialises the advisor.
+This module imports only NNI's dispatcher and :mod:`~nni_asng.app.runners.jobs` (``json``) at import time: NNI
+gives the dispatcher process 10 seconds to connect. The nni-asng config (and the torch-heavy code that reads it)
+is loaded afterwards, when NNI initialises the advisor.
 """
 from __future__ import annotations
 
@@ -37,9 +38,12 @@ from typing import Any
 from nni.runtime.msg_dispatcher_base import MsgDispatcherBase
 from nni.runtime.tuner_command_channel import CommandType
 
-from .jobs import TERMINAL_STATES, final_metric, job_parameter_id, job_parameters
+from ..runners.jobs import TERMINAL_STATES, final_metric, job_parameter_id, job_parameters, parameter_record
 
-__all__ = ['PipelineAdvisor']
+__all__ = ['PipelineAdvisor', 'ADVISOR_CLASS', 'ADVISOR_NAME']
+
+#: The name NNI experiment YAMLs give the advisor once ``nni-asng register`` registered it.
+ADVISOR_NAME = 'NniAsngPipeline'
 
 _logger = logging.getLogger('nni_asng.advisor')
 
@@ -149,9 +153,8 @@ class PipelineAdvisor(MsgDispatcherBase):
             self._search_finished(search, value)
 
     def handle_trial_end(self, data):
-        try:
-            hyper = json.loads(data.get('hyper_params') or '{}')
-        except ValueError:
+        hyper = parameter_record(data.get('hyper_params') or '{}')
+        if hyper is None:
             return
         parameter_id = hyper.get('parameter_id')
         params = hyper.get('parameters') or self.params.get(parameter_id) or {}
@@ -175,8 +178,9 @@ class PipelineAdvisor(MsgDispatcherBase):
 
     # ------------------------------------------------------------------ the plan
     def _load_config(self) -> None:
-        from .config import load_config
-        from .pipeline import exported_count, search_config, search_specs
+        # lazy: the dispatcher connects within 10 s (see the module docstring)
+        from ..config.loading import load_config
+        from .sweep import exported_count, search_config, search_specs
         path = Path(self.config_ref)
         if not path.is_absolute():
             base = self._trial_code_directory()
@@ -194,12 +198,12 @@ class PipelineAdvisor(MsgDispatcherBase):
         return Path(folder) if folder else None
 
     def _queue_search(self, search: _Search) -> None:
-        from .pipeline import search_parameters
+        from .sweep import search_parameters  # lazy: the dispatcher connects within 10 s
         search.state = 'queued'
         self.queue.append(search_parameters(search.spec, self.config_ref, self.overrides))
 
     def _search_finished(self, search: _Search, final: Any) -> None:
-        from .pipeline import retrain_parameters
+        from .sweep import retrain_parameters  # lazy: the dispatcher connects within 10 s
         archs = final.get('architectures') if isinstance(final, dict) else None
         if not archs:
             _logger.warning('search %s reported no architectures (%r): no retraining', search.spec.key, final)
@@ -258,7 +262,7 @@ class PipelineAdvisor(MsgDispatcherBase):
     # ------------------------------------------------------------------ resume
     def _rebuild_from_trials(self) -> None:
         """After ``nnictl resume``: which searches ended (with which result), which retraining trials exist."""
-        from .pipeline import retrain_parameters
+        from .sweep import retrain_parameters  # lazy: the dispatcher connects within 10 s
         jobs = self._rest('GET', '/trial-jobs') or []
         retrains_seen: dict[str, set] = {}
         finals: dict[str, Any] = {}
@@ -313,6 +317,10 @@ class PipelineAdvisor(MsgDispatcherBase):
                 _logger.warning('REST %s %s failed (%s), attempt %d', method, path, err, attempt + 1)
                 time.sleep(1.0)
         return None
+
+
+#: How NNI experiment configs name the advisor by class (``tuner.className``, and ``nnictl algo register``).
+ADVISOR_CLASS = f'{PipelineAdvisor.__module__}.{PipelineAdvisor.__qualname__}'
 
 
 def _rest_url_from_env() -> str | None:

@@ -23,11 +23,12 @@ Inside an NNI trial it reports every evaluation with ``nni.report_intermediate_r
 metric with ``nni.report_final_result``.
 
 What both run (data, space, strategy, evaluator, fixed network, trainer) is built from the config by
-:mod:`nni_asng.app.assembly`; this module checks and writes the output folder around it.
+:mod:`nni_asng.app.runners.assembly`; this module checks and writes the output folder around it.
 """
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import logging
 import math
 import os
@@ -38,15 +39,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import nni
 import torch
+from nni.nas.experiment import NasExperiment
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
 
-from . import assembly
-from .assembly import quiet_warnings
-from .config import ExperimentConfig, dump_config
-from .errors import ArchitectureFileError, ConfigError, SearchInterrupted, UserError
+from ...evaluators.classification import in_nni_trial
+from ...model_size import count_parameters
+from ..config.errors import ArchitectureFileError, ConfigError, SearchInterrupted, UserError
+from ..config.loading import dump_config, load_config
+from ..config.registry import space_entry
+from ..config.schema import ExperimentConfig
+from . import assembly, plots, tasks
 from .outputs import check_output, prepare_output, read_json, write_json, write_text
-from ..model_size import count_parameters
-from .registry import space_entry
+from .quiet import quiet_warnings
+from .stopping import GracefulStop
 
 __all__ = ['run_search', 'run_retrain', 'SearchResult', 'RetrainResult', 'load_architectures', 'versions']
 
@@ -75,11 +83,11 @@ class RetrainResult:
 
 
 def versions() -> dict[str, str]:
-    import importlib.metadata as md
+    """The versions of Python and the packages a run depends on (for summary.json, retrain.json, tables)."""
     out = {'python': platform.python_version()}
     for pkg in ('nni-asng', 'nni', 'torch', 'pytorch-lightning', 'numpy'):
-        with contextlib.suppress(md.PackageNotFoundError):
-            out[pkg] = md.version(pkg)
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            out[pkg] = importlib.metadata.version(pkg)
     return out
 
 
@@ -110,7 +118,6 @@ def _check_resume(out: Path, cfg: ExperimentConfig) -> Path:
         raise UserError(f'--resume: no checkpoint to resume from ({ckpt} does not exist)')
     previous = out / 'config.yaml'
     if previous.is_file():
-        from .config import load_config
         try:
             old = load_config(previous)
         except ConfigError:
@@ -157,13 +164,6 @@ def _check_checkpoint_file(ckpt: Path) -> None:
 def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *, resume: bool = False,
                overwrite: bool = False, log: Log = print) -> SearchResult:
     """One-shot search as configured; writes the files listed in the module docstring."""
-    from nni.nas.experiment import NasExperiment
-    from pytorch_lightning.callbacks import ModelCheckpoint
-    from pytorch_lightning.loggers import CSVLogger
-
-    from . import tasks
-    from .stopping import GracefulStop
-
     out = Path(output) if output is not None else cfg.output_dir
     rank = process_rank(cfg)
     if rank:                          # a DDP worker: rank 0 owns the output folder and the messages
@@ -192,14 +192,13 @@ def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *
     if cfg.search.checkpoint_every_n_steps:
         callbacks.append(ModelCheckpoint(dirpath=out / 'checkpoints', filename='step{step}', save_top_k=0,
                                          save_last=True, every_n_train_steps=cfg.search.checkpoint_every_n_steps))
-    from ..evaluators.classification import in_nni_trial
-    if rank == 0 and in_nni_trial():  # a trial of an NNI experiment: progress to the web UI (nni_asng.app.trial)
-        callbacks.append(assembly.trial_reporter(cfg, parts, out))
+    if rank == 0 and in_nni_trial():  # a trial of an NNI experiment: progress to the web UI (.reporter)
+        callbacks.append(assembly.trial_reporter(parts, out))
     # A resumed run logs beside the first one (Lightning's CSV logger would replace its metrics.csv).
     version = time.strftime('resumed_%Y%m%d-%H%M%S') if resume else ''
     logger = CSVLogger(save_dir=str(out), name='logs', version=version)
-    evaluator = assembly.search_evaluator(cfg, parts, callbacks=callbacks, logger=logger,
-                                          default_root_dir=str(out), fit_kwargs=fit_kwargs)
+    evaluator = assembly.search_evaluator(parts, callbacks=callbacks, logger=logger, default_root_dir=str(out),
+                                          fit_kwargs=fit_kwargs)
     exp = NasExperiment(parts.space, evaluator, strategy)
     exp.config.experiment_name = cfg.name
     exp.config.experiment_working_directory = str((out / 'nni-experiments').resolve())
@@ -269,7 +268,6 @@ def _arch_document(cfg: ExperimentConfig, **extra) -> dict[str, Any]:
 
 
 def _write_search_results(cfg, out, exp, parts: assembly.SearchParts, wall, log) -> SearchResult:
-    from . import plots
     strategy, strategy_e = parts.strategy, parts.strategy_entry
     module = strategy.oneshot_module
     history = list(strategy.history) if strategy_e.ours else []
@@ -283,7 +281,7 @@ def _write_search_results(cfg, out, exp, parts: assembly.SearchParts, wall, log)
 
     distribution_title = f'{cfg.name}: final distribution (red: exported choice)'
     if strategy_e.name == 'multi_complexity':
-        rows = _multi_complexity_rows(cfg, parts)
+        rows = _multi_complexity_rows(parts)
         arch_file = write_json(out / 'architectures.json', _arch_document(cfg, architectures=rows))
         architectures = [r['architecture'] for r in rows]
         # probabilities.json holds the distribution of the first ε; frame that ε's architecture
@@ -310,18 +308,19 @@ def _write_search_results(cfg, out, exp, parts: assembly.SearchParts, wall, log)
     return SearchResult(out, architectures, arch_file, wall)
 
 
-def _multi_complexity_rows(cfg, parts: assembly.SearchParts) -> list[dict[str, Any]]:
+def _multi_complexity_rows(parts: assembly.SearchParts) -> list[dict[str, Any]]:
     """Per ε: architecture, exact parameter count of its fixed network, predicted count and the validation
     loss of the trained supernet on a few D_θ batches; smallest network first."""
     strategy, data = parts.strategy, parts.data
     results = strategy.results()
     metric = strategy.complexity_table.metric if strategy.complexity_table is not None else 'params'
-    losses = _supernet_losses(strategy, [r['architecture'] for r in results], data.val, cfg.search.evaluate_batches)
+    losses = _supernet_losses(strategy, [r['architecture'] for r in results], data.val,
+                              parts.settings.evaluate_batches)
     rows = []
     for r, loss in zip(results, losses):
         arch = r['architecture']
         with quiet_warnings():
-            params = count_parameters(parts.space_entry.build_fixed(arch, cfg.space.args, data.info))
+            params = count_parameters(parts.space_entry.build_fixed(arch, parts.space_args, data.info))
         rows.append({'epsilon': r['epsilon'], 'params': params, f'predicted_{metric}': r.get(metric),
                      'val_loss': loss, 'architecture': arch})
     rows.sort(key=lambda row: (row['params'], row['epsilon']))
@@ -406,11 +405,6 @@ def run_retrain(cfg: ExperimentConfig, arch_path: str | os.PathLike, *, seed: in
                 index: int | None = None, output: str | os.PathLike | None = None, overwrite: bool = False,
                 log: Log = print, report_to_nni: bool = False) -> RetrainResult:
     """Train the fixed network of an exported architecture with the ``retrain`` settings."""
-    import nni
-    from pytorch_lightning.loggers import CSVLogger
-
-    from . import tasks
-
     seed = cfg.retrain.seeds[0] if seed is None else seed
     archs = load_architectures(arch_path, cfg)
     arch, index = _select(archs, index, arch_path)
@@ -436,8 +430,7 @@ def run_retrain(cfg: ExperimentConfig, arch_path: str | os.PathLike, *, seed: in
     started = time.time()
     try:
         with quiet_warnings():
-            trainer = assembly.fit_fixed_network(cfg, parts.network, data.train, {'val': data.val}, device=device,
-                                                 callbacks=[reporter], logger=logger, default_root_dir=str(out))
+            trainer = assembly.fit_retrain(parts, callbacks=[reporter], logger=logger, default_root_dir=str(out))
             last = reporter.reported[-1] if reporter.reported else None
             if last is None or last['epoch'] != trainer.current_epoch - 1 or trainer.interrupted:
                 trainer.validate(trainer.lightning_module, data.val, verbose=False)   # evaluate the final weights
