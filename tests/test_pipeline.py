@@ -179,7 +179,7 @@ def test_launch_yml_runs_with_nnictl(enas_pipeline):
     config = ExperimentConfig.load(str(path))
     config.validate()
     canonical = config.canonical_copy()
-    assert canonical.tuner.class_name == 'nni_asng.app.advisor.PipelineAdvisor'
+    assert canonical.tuner.class_name == 'nni_asng.app.experiment.advisor.PipelineAdvisor'
     assert canonical.tuner.class_args == {'config': 'config.yaml'} and canonical.max_trial_number == 4
     assert canonical.trial_command.endswith('-m nni_asng trial') and canonical.trial_concurrency == 2
     assert (Path(canonical.trial_code_directory) / 'config.yaml').is_file()
@@ -295,7 +295,7 @@ def test_plain_nni_yaml_with_register_stop_view_and_resume(tmp_path):
                                 env=env, timeout=180)
     assert registered.returncode == 0 and 'NniAsngPipeline' in registered.stdout, registered.stderr
     listing = nnictl('algo', 'list', env=env).stdout
-    assert 'NniAsngPipeline' in listing and 'nni_asng.app.advisor' in listing
+    assert 'NniAsngPipeline' in listing and 'nni_asng.app.experiment.advisor' in listing
 
     experiment = yaml.safe_load(PIPELINE_YML.read_text())
     assert experiment['tuner']['name'] == 'NniAsngPipeline'
