@@ -15,7 +15,8 @@ ONESHOT = {'test_encoding', 'test_sampling', 'test_strategy_natural_gradient', '
            'test_multi_complexity', 'test_search_direction', 'test_resume', 'test_numerical_safety',
            'test_advantage_toy', 'test_inpainting', 'test_data', 'test_search_step_syncs', 'test_space_cae',
            'test_space_darts_cell', 'test_space_enas_cell', 'test_space_nas_bench_201', 'test_space_proxyless',
-           'test_distributed', 'test_tabular', 'test_search_guards', 'test_warmup'}
+           'test_distributed', 'test_tabular', 'test_search_guards', 'test_warmup',
+           'test_reproducibility'}
 
 
 def pytest_collection_modifyitems(config, items):

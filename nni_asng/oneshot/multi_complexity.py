@@ -29,27 +29,49 @@ class MultiComplexitySearcher(ArchitectureSearcher):
     """
 
     def __init__(self, encoding: SearchSpaceEncoding, optimizer: MultiComplexityOptimizer,
-                 complexity: ComplexityTable, weight_epochs: int, theta_epochs: int, method: str):
+                 complexity: ComplexityTable, weight_epochs: int | None, theta_epochs: int | None, method: str):
         super().__init__(encoding)
         self.optimizer = optimizer
         self.complexity = complexity
-        self.weight_epochs = int(weight_epochs)
-        self.theta_epochs = int(theta_epochs)
         self.method = method
+        self.stage_settings = (weight_epochs, theta_epochs)
+        self.weight_epochs, self.theta_epochs = self._stages(None)          # resolved again by start()
         self._epoch = 0
         self._pending: np.ndarray | None = None
+
+    @property
+    def _per_component(self) -> int:
+        return self.optimizer.num_distributions if self.method == 'separate' else 1
+
+    def _stages(self, max_epochs: int | None) -> tuple[int, int]:
+        """(T_W, T_θ): as given; a None takes what the run's ``max_epochs`` leaves (both None: the weight stage
+        is the first half, at least one epoch, and T_θ the rest, shared by the ε for ``separate``)."""
+        weight, theta = self.stage_settings
+        if self.method == 'simultaneous':           # one stage: weights and θ together
+            return 0, (theta if theta is not None else max_epochs or 1)
+        if max_epochs is None:                       # before the run's length is known: placeholders
+            return (1 if weight is None else weight), (1 if theta is None else theta)
+        if weight is None:
+            weight = max(1, max_epochs // 2) if theta is None else max(1, max_epochs - self._per_component * theta)
+        if theta is None:
+            theta = max(1, (max_epochs - weight) // self._per_component)
+        return weight, theta
 
     @property
     def required_epochs(self) -> int:
         if self.method == 'simultaneous':
             return self.theta_epochs
-        per_component = self.optimizer.num_distributions if self.method == 'separate' else 1
-        return self.weight_epochs + per_component * self.theta_epochs
+        return self.weight_epochs + self._per_component * self.theta_epochs
 
     def start(self, total_steps: int | None, steps_per_epoch: int | None) -> None:
-        if total_steps is None or steps_per_epoch is None:     # an open-ended run: stages go by epochs anyway
-            return
+        if total_steps is None or steps_per_epoch is None:
+            if None in self.stage_settings:
+                raise ValueError('MultiComplexity with weight_epochs or theta_epochs None sizes its stages from the '
+                                 'run\'s length, but this run has none (max_epochs=-1 and no max_steps): set '
+                                 'max_epochs in the evaluator, or both weight_epochs and theta_epochs')
+            return                                   # an open-ended run: the stages go by epochs anyway
         epochs = total_steps // max(steps_per_epoch, 1)
+        self.weight_epochs, self.theta_epochs = self._stages(epochs)
         if epochs < self.required_epochs:
             raise ValueError(f'MultiComplexity ({self.method}) needs {self.required_epochs} epochs '
                              f'(weight_epochs={self.weight_epochs}, theta_epochs={self.theta_epochs}'
@@ -60,7 +82,7 @@ class MultiComplexitySearcher(ArchitectureSearcher):
                             'the last stage', epochs, self.required_epochs)
 
     def weight_training_epochs(self, max_epochs: int) -> int:
-        return max_epochs if self.method == 'simultaneous' else min(self.weight_epochs, max_epochs)
+        return max_epochs if self.method == 'simultaneous' else min(self._stages(max_epochs)[0], max_epochs)
 
     def _component(self) -> int | None:
         if self.method != 'separate':
@@ -134,14 +156,20 @@ class MultiComplexity(ProbabilisticOneShotStrategy):
     distributions are updated for ``theta_epochs`` from samples of their mixture, reweighted by
     likelihood ratios (Algorithm 1). ``export_top_models(top_k=N)`` returns the N argmax
     architectures from the smallest to the largest. The evaluator must train for
-    ``weight_epochs + theta_epochs`` epochs (``weight_epochs + N·theta_epochs`` for ``separate``).
+    ``weight_epochs + theta_epochs`` epochs (``weight_epochs + N·theta_epochs`` for ``separate``) when
+    both are given.
 
     Parameters
     ----------
     epsilons
         ε_1..ε_N >= 0 (e.g. [0.0, 0.1, 0.3, 0.5] as the paper's CIFAR-10 run).
     weight_epochs, theta_epochs
-        T_W and T_θ.
+        T_W and T_θ. A None takes the epochs of the evaluator's ``max_epochs`` that the other stage leaves;
+        both None (the default) give the weights the first half of the run and θ the second. The paper's
+        fixed counts (e.g. ``weight_epochs=1, theta_epochs=1``) remain available; with few epochs they leave
+        θ ranking architectures on a barely trained supernet, or θ too few steps to leave the uniform
+        distribution, whose argmax is every choice's first candidate (experiments/README.md, "Premature
+        decisions").
     lam
         λ, architectures per step (paper: 2 on CIFAR-10, 8 on ImageNet).
     learning_rate
@@ -162,8 +190,8 @@ class MultiComplexity(ProbabilisticOneShotStrategy):
         (Method 1: one ε, weights and θ updated together; run one search per ε).
     """
 
-    def __init__(self, *, epsilons: Sequence[float] = (0.0, 0.1, 0.3, 0.5), weight_epochs: int = 1,
-                 theta_epochs: int = 1, lam: int = 2, learning_rate: float | None = None, theta_min: str | float = 'paper',
+    def __init__(self, *, epsilons: Sequence[float] = (0.0, 0.1, 0.3, 0.5), weight_epochs: int | None = None,
+                 theta_epochs: int | None = None, lam: int = 2, learning_rate: float | None = None, theta_min: str | float = 'paper',
                  complexity: str = 'params', input_shape: Sequence[int] | None = None,
                  complexity_scale: str | float = 'max', complexity_method: str = 'marginal',
                  complexity_samples: int | None = None, complexity_table: ComplexityTable | None = None,
@@ -178,6 +206,8 @@ class MultiComplexity(ProbabilisticOneShotStrategy):
         # weight_epochs=0 starts the θ stage at once, e.g. from a supernet whose weights were loaded.
         minimum = {'weight_epochs': 0, 'theta_epochs': 1}
         for name, value in [('weight_epochs', weight_epochs), ('theta_epochs', theta_epochs)]:
+            if value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum[name]:
                 raise ValueError(f'{name} must be an integer >= {minimum[name]} for method={method!r}, got {value!r}')
         if complexity_scale != 'max' and not (isinstance(complexity_scale, (int, float)) and complexity_scale > 0):

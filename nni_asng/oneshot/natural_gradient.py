@@ -58,10 +58,14 @@ class ASNG(_NaturalGradientStrategy):
     sigma_min_fraction
         σ_min of continuous numerical variables (``nni.uniform``) as a fraction of high − low (default
         1/100); quantised ones (``nni.quniform``) use a quarter of their quantum (asng-nas §3.3 "Int").
-    warmup_epochs
-        Epochs of weight training with θ fixed before θ starts to move. θ converges within the first epoch
-        at the defaults, on a supernet that has hardly trained; for a search of a few hundred steps about half
-        the epochs is worth trying (measured on the tabular benchmark: experiments/README.md, "Sweeps").
+    warmup, warmup_epochs
+        θ is held while the weights train alone: for the first ``warmup`` share of the planned weight steps
+        (default 0.5), or for ``warmup_epochs`` whole epochs when given. ``warmup=0`` is the paper's setting
+        (θ moves from the first step). The default differs because at the paper's settings θ converges within
+        a few dozen steps, on a supernet that has hardly trained: it then ranks architectures by their loss at
+        initialisation (e.g. a candidate that zeroes its input beats every real operation there). Measured:
+        experiments/README.md, "Premature decisions" and "Sweeps". A share needs the run's planned length
+        (``max_epochs`` or ``max_steps``); a run without one stops with an error saying so.
     resample_for_architecture
         Draw fresh architectures for the θ step instead of reusing the λ of the weight step.
     gradient_clip_val, log_every_n_steps, seed

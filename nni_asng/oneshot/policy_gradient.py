@@ -180,8 +180,10 @@ class AdvantageNAS(_PolicyGradientStrategy):
         "Sweeps"). Pass ``learning_rate=3e-4`` for the paper's setting on long searches.
     gamma
         EMA decay of the zero-operation advantages and the fallback baseline (0.05).
-    warmup_epochs
-        Epochs that train the weights with θ fixed (the paper fixes θ for the first half).
+    warmup, warmup_epochs
+        θ is held while the weights train alone: for the first ``warmup`` share of the planned weight steps
+        (default 0.5, as Appendix D fixes θ for the first half of the search), or for ``warmup_epochs`` whole
+        epochs when given; ``warmup=0`` moves θ from the first step. A share needs the run's planned length.
     export
         ``'argmax'`` (default) or ``'process_best'``; both are available after the search through
         :meth:`export_architectures`.

@@ -23,7 +23,7 @@ class Phase:
     train_architecture: bool = True
 
 
-DEFAULT_WARMUP = 0.0
+DEFAULT_WARMUP = 0.5
 """The share of a search's planned weight steps that hold θ by default (see :class:`WarmupSchedule`)."""
 
 

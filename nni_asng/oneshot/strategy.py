@@ -13,6 +13,7 @@ import logging
 import re
 from typing import Any, Iterator
 
+import pytorch_lightning
 from nni.nas.oneshot.pytorch.strategy import OneShotStrategy, RandomOneShot
 
 from .encoding import SearchSpaceEncoding, UnsupportedSpaceError
@@ -33,7 +34,11 @@ class ProbabilisticOneShotStrategy(OneShotStrategy):
     log_every_n_steps
         How often the distribution's summary and its argmax architecture are logged.
     seed
-        Seed of the architecture sampler (the weights follow ``pytorch_lightning.seed_everything``).
+        Makes the search reproducible: the architecture sampler draws from it, and when the search starts
+        (NNI mutates the space into the supernet) the strategy calls ``pytorch_lightning.seed_everything(seed)``,
+        so the data order and everything else random from then on repeat whatever drew from the global
+        generators before. The initial weights are the space's: build the space after ``torch.manual_seed``
+        for those to repeat too. None: nothing is seeded.
     max_nonfinite_steps
         Consecutive NaN/inf training losses tolerated (each skips its weight step) before the
         search stops with :class:`~.lightning.NonFiniteLossError`.
@@ -63,6 +68,8 @@ class ProbabilisticOneShotStrategy(OneShotStrategy):
 
     # ------------------------------------------------------------------ NNI hooks
     def mutate_model(self, model):
+        if self.seed is not None:
+            pytorch_lightning.seed_everything(self.seed, workers=True, verbose=False)
         # Encode before mutation so unsupported mutables are reported by label, not by NNI internals.
         self.encoding = SearchSpaceEncoding(model)
         self.searcher = self.build_searcher(self.encoding, model)

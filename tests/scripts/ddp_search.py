@@ -64,7 +64,9 @@ def main(out: Path, which: str, devices: int) -> None:
     evaluator = Classification(num_classes=3, train_dataloaders=loader, val_dataloaders=loader, max_epochs=2,
                                accelerator='cpu', enable_progress_bar=False, logger=False, enable_model_summary=False,
                                enable_checkpointing=False, default_root_dir=str(out), **ddp)
-    strategy = nni_asng.ASNG(seed=3) if which == 'asng' else nni_asng.AdvantageNAS(seed=3, learning_rate=0.1)
+    # warmup=0: θ moves from the first step, so that every step's update is compared across ranks
+    strategy = nni_asng.ASNG(seed=3, warmup=0) if which == 'asng' else nni_asng.AdvantageNAS(seed=3, learning_rate=0.1,
+                                                                                          warmup=0)
     exp = NasExperiment(ArchitectureOnlyLoss(), evaluator, strategy)
     exp.config.experiment_working_directory = str(out / 'nni')
     try:
