@@ -99,7 +99,7 @@ def search(strategy, seed: int, tmp_path, max_epochs: int) -> dict:
 # θ_min = 0.05 instead of the paper's bound (here capped at 1/(2K) = 1/6), which holds the best candidate at
 # 2/3: the two bad candidates are then drawn together often enough that their coin-flip comparisons (their
 # losses are alike) drag the argmax off `signal` within a few steps. The policy-gradient strategies get a
-# θ learning rate of 0.2 (paper: 3e-4, meant for hundreds of epochs), so that 12 θ steps move them.
+# θ learning rate of 0.2 (paper: 3e-4, meant for hundreds of epochs), so that 18 θ steps move them.
 STRATEGIES = {
     'ASNG': lambda seed: nni_asng.ASNG(seed=seed, warmup_epochs=1, theta_min=0.05),
     'SNG': lambda seed: nni_asng.SNG(seed=seed, warmup_epochs=1, theta_min=0.05),
@@ -113,7 +113,7 @@ STRATEGIES = {
 @pytest.mark.parametrize('name', list(STRATEGIES))
 def test_argmax_picks_the_candidate_that_fits(name, seed, tmp_path):
     strategy = STRATEGIES[name](seed)
-    arch = search(strategy, seed, tmp_path, max_epochs=3)              # 6 warm-up steps, 12 θ steps
+    arch = search(strategy, seed, tmp_path, max_epochs=4)              # 6 warm-up steps, 18 θ steps
     assert arch == {'op': GOOD}, (name, strategy.oneshot_module.export_probs())
 
 

@@ -81,7 +81,7 @@ STRATEGIES = {
 RUNS = {name: (lambda make=make: make(warmup_epochs=1)) for name, make in STRATEGIES.items()}
 RUNS['MultiComplexity'] = lambda: nni_asng.MultiComplexity(epsilons=[0.0, 0.5], weight_epochs=1, theta_epochs=1,
                                                            seed=0)
-RUNS.update({f'{name}-resample': (lambda make=make: make(resample_for_architecture=True))
+RUNS.update({f'{name}-resample': (lambda make=make: make(resample_for_architecture=True, warmup=0))
              for name, make in STRATEGIES.items()})
 
 

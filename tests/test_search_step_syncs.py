@@ -137,11 +137,11 @@ SYNC_BOUND = 2
 CLIP = dict(gradient_clip_val=5.0)   # clipping is part of the step (asng-nas §3.3) and must not add a read
 
 
-STRATEGIES = {'ASNG-lam2': lambda: nni_asng.ASNG(lam=2, seed=0, **CLIP),
-              'ASNG-lam4': lambda: nni_asng.ASNG(lam=4, seed=0, **CLIP),
-              'PDAS': lambda: nni_asng.PDAS(lam=2, seed=0, **CLIP),
-              'Reinforce': lambda: nni_asng.Reinforce(seed=0, **CLIP),
-              'AdvantageNAS': lambda: nni_asng.AdvantageNAS(seed=0, **CLIP)}
+STRATEGIES = {'ASNG-lam2': lambda: nni_asng.ASNG(lam=2, seed=0, warmup=0, **CLIP),
+              'ASNG-lam4': lambda: nni_asng.ASNG(lam=4, seed=0, warmup=0, **CLIP),
+              'PDAS': lambda: nni_asng.PDAS(lam=2, seed=0, warmup=0, **CLIP),
+              'Reinforce': lambda: nni_asng.Reinforce(seed=0, warmup=0, **CLIP),
+              'AdvantageNAS': lambda: nni_asng.AdvantageNAS(seed=0, warmup=0, **CLIP)}
 
 
 @pytest.mark.parametrize('make', list(STRATEGIES.values()), ids=list(STRATEGIES))
@@ -153,7 +153,7 @@ def test_a_search_step_reads_the_device_a_fixed_number_of_times(make, tmp_path):
 
 
 def test_bf16_mixed_search_runs_and_theta_keeps_its_precision(tmp_path):
-    strategy = nni_asng.ASNG(lam=2, seed=0, **CLIP)
+    strategy = nni_asng.ASNG(lam=2, seed=0, warmup=0, **CLIP)
     arch = search(strategy, tmp_path, steps=3, precision='bf16-mixed')
     optimizer = strategy.searcher.optimizer
     assert optimizer.theta.dtype == np.float64

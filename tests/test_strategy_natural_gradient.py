@@ -35,7 +35,7 @@ class MixedSpace(ModelSpace):
         return self.fc(self.repeat(d).mean((2, 3)))
 
 
-@pytest.mark.parametrize('strategy', [nni_asng.ASNG(seed=0), nni_asng.PDAS(seed=0), nni_asng.SNG(seed=0)],
+@pytest.mark.parametrize('strategy', [nni_asng.ASNG(seed=0, warmup=0), nni_asng.PDAS(seed=0, warmup=0), nni_asng.SNG(seed=0, warmup=0)],
                          ids=['ASNG', 'PDAS', 'SNG'])
 def test_search_exports_a_valid_architecture(strategy, tmp_path):
     space = MixedSpace()
@@ -56,7 +56,7 @@ def test_search_exports_a_valid_architecture(strategy, tmp_path):
 
 
 def test_exported_architecture_freezes_into_a_fixed_network(tmp_path):
-    strategy = nni_asng.ASNG(seed=1)
+    strategy = nni_asng.ASNG(seed=1, warmup=0)
     arch = run_strategy(MixedSpace(), strategy, tmp_path, (1, 8, 8))
     fixed = MixedSpace().freeze(arch)
     out = fixed(torch.randn(2, 1, 8, 8))
@@ -90,7 +90,7 @@ def test_only_sampled_paths_run(tmp_path):
     """Sparse propagation: 2 weight-step passes + 2 θ-step passes per step, one candidate each."""
     space = CountingSpace()
     candidates = list(space.choice)
-    run_strategy(space, nni_asng.ASNG(seed=0), tmp_path, (4,), n=32, batch_size=8)   # 4 steps
+    run_strategy(space, nni_asng.ASNG(seed=0, warmup=0), tmp_path, (4,), n=32, batch_size=8)   # 4 steps
     assert sum(c.calls for c in candidates) == 4 * (2 + 2)
 
 
@@ -148,7 +148,7 @@ class SometimesNaN(ModelSpace):
 
 
 def test_nan_losses_skip_updates_and_keep_theta_valid(tmp_path):
-    strategy = nni_asng.ASNG(seed=0)
+    strategy = nni_asng.ASNG(seed=0, warmup=0)
     with pytest.warns(RuntimeWarning) as record:
         run_strategy(SometimesNaN(), strategy, tmp_path, (4,), n=160, batch_size=8)
     messages = ' '.join(str(r.message) for r in record)
@@ -176,7 +176,7 @@ def test_persistent_nan_stops_with_clear_error(tmp_path):
 
 
 def test_evaluator_gradient_clip_is_adopted_by_the_strategy(tmp_path):
-    strategy = nni_asng.ASNG(seed=0)
+    strategy = nni_asng.ASNG(seed=0, warmup=0)
     run_strategy(MixedSpace(), strategy, tmp_path, (1, 8, 8), gradient_clip_val=5.0)   # Lightning would refuse it
     assert strategy.gradient_clip_val == 5.0
     assert strategy.oneshot_module.gradient_clip_val == 5.0
@@ -225,7 +225,7 @@ def test_unsupported_mutable_is_named(tmp_path):
 def test_runs_unchanged_on_nni_hub_spaces(name, make, shape, tmp_path):
     space = make()
     labels = set(space.simplify())
-    strategy = nni_asng.ASNG(seed=0)
+    strategy = nni_asng.ASNG(seed=0, warmup=0)
     arch = run_strategy(space, strategy, tmp_path, shape, n=8, batch_size=4, max_epochs=2)
     assert set(arch) == labels
     assert strategy.searcher.optimizer.iteration == 4
@@ -234,7 +234,7 @@ def test_runs_unchanged_on_nni_hub_spaces(name, make, shape, tmp_path):
 def test_activation_skips_only_supermodules_without_mutables(tmp_path):
     """Hub DARTS wraps every convolution in a mixed operation over fixed arguments; activating just
     the supermodules with mutables must leave the supernet computing exactly what activating all does."""
-    strategy = nni_asng.ASNG(seed=0)
+    strategy = nni_asng.ASNG(seed=0, warmup=0)
     run_strategy(DARTS(width=4, num_cells=3, dataset='cifar'), strategy, tmp_path, (3, 16, 16), n=8, batch_size=4)
     module = strategy.oneshot_module
     every = list(module.supernet_modules())

@@ -19,7 +19,7 @@ def tiny_nb201():
     return NasBench201(stem_out_channels=4, num_modules_per_stack=1, num_labels=10)
 
 
-@pytest.mark.parametrize('make', [lambda: nni_asng.AdvantageNAS(seed=0), lambda: nni_asng.Reinforce(seed=0)],
+@pytest.mark.parametrize('make', [lambda: nni_asng.AdvantageNAS(seed=0, warmup=0), lambda: nni_asng.Reinforce(seed=0, warmup=0)],
                          ids=['AdvantageNAS', 'Reinforce'])
 def test_search_runs_and_moves_the_policy(make, tmp_path):
     strategy = make()
@@ -33,7 +33,7 @@ def test_search_runs_and_moves_the_policy(make, tmp_path):
 
 
 def test_gated_supermodules_replace_nni_ones(tmp_path):
-    strategy = nni_asng.AdvantageNAS(seed=0)
+    strategy = nni_asng.AdvantageNAS(seed=0, warmup=0)
     run_strategy(MixedSpace(), strategy, tmp_path, (1, 8, 8))
     kinds = {type(m) for m in strategy.supernet.modules()}
     assert {GatedPathSamplingLayer, GatedPathSamplingInput} <= kinds
@@ -42,13 +42,13 @@ def test_gated_supermodules_replace_nni_ones(tmp_path):
 
 def test_labels_without_gates_are_named(tmp_path):
     with pytest.warns(RuntimeWarning, match=r"label\(s\) \['kernel', 'depth'\].*REINFORCE credit"):
-        run_strategy(MixedSpace(), nni_asng.AdvantageNAS(seed=0), tmp_path, (1, 8, 8))
+        run_strategy(MixedSpace(), nni_asng.AdvantageNAS(seed=0, warmup=0), tmp_path, (1, 8, 8))
 
 
 def test_all_cell_labels_are_gated_on_hub_darts(tmp_path):
     space = DARTS(width=4, num_cells=3, dataset='cifar')
     labels = set(space.simplify())
-    strategy = nni_asng.AdvantageNAS(seed=0)
+    strategy = nni_asng.AdvantageNAS(seed=0, warmup=0)
     run_strategy(space, strategy, tmp_path, (3, 16, 16), n=8, batch_size=4)
     assert any(isinstance(m, GatedPathSamplingCell) for m in strategy.supernet.modules())
     assert strategy.oneshot_module.gates.labels == labels
@@ -68,7 +68,7 @@ class TwoLinear(ModelSpace):
 def test_credit_is_first_order_advantage_from_one_backward(tmp_path):
     """Eq. 7: A = ∂r/∂a = −⟨∂L/∂O, O⟩ for the chosen candidate's output O."""
     torch.manual_seed(0)
-    strategy = nni_asng.AdvantageNAS(seed=0)
+    strategy = nni_asng.AdvantageNAS(seed=0, warmup=0)
     run_strategy(TwoLinear(), strategy, tmp_path, (4,), num_classes=3)
     module = strategy.oneshot_module
     train, _ = random_loaders((4,), 3, n=8, batch_size=8, seed=5)
