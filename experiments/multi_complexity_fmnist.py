@@ -229,10 +229,9 @@ def staged_strategy_class():
                 searcher = super().build_searcher(encoding, model)
             finally:
                 mc_module.measure_complexity = original
-            if self.stage == 'weights':
-                searcher.theta_epochs = 0
-            else:
-                searcher.weight_epochs = 0
+            weight, theta = searcher.stage_settings          # (T_W, T_θ) as given; start() resolves them
+            searcher.stage_settings = (weight, 0) if self.stage == 'weights' else (0, theta)
+            searcher.weight_epochs, searcher.theta_epochs = searcher._stages(None)
             return searcher
 
     return StagedMultiComplexity
