@@ -26,6 +26,8 @@ SEEDS = range(4)
 ITERATIONS = 150
 MARGIN = 0.5          # AdvantageNAS's median must be below half of REINFORCE's
 
+pytestmark = pytest.mark.slow      # 12 searches of 150 iterations: ~35 s of CPU per test
+
 
 @pytest.fixture(scope='module')
 def toy():

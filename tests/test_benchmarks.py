@@ -1,9 +1,12 @@
 """Smoke test of experiments/benchmarks/step_cost.py: a tiny space, two strategies, seconds."""
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / 'experiments' / 'benchmarks' / 'step_cost.py'
@@ -11,12 +14,20 @@ COLUMNS = ['space', 'strategy', 'stage', 'step_ms', 'iqr_ms', 'cpu_ms', 'x_rando
            'mem_x_darts', 'fwd_ms', 'bwd_ms', 'opt_ms', 'overhead_ms', 'overhead_pct', 'load1', 'status']
 
 
+def private_home(folder: Path) -> dict:
+    """The environment with ``HOME`` in ``folder``: NNI's experiment manifest (read whole several times per
+    experiment) starts empty and the user's stays untouched; matplotlib keeps its font cache."""
+    import matplotlib
+    (folder / 'home').mkdir(parents=True, exist_ok=True)
+    return {**os.environ, 'HOME': str(folder / 'home'), 'MPLCONFIGDIR': matplotlib.get_cachedir()}
+
+
 def test_step_cost_tiny(tmp_path):
     out = tmp_path / 'step_cost_tiny'
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), '--size', 'tiny', '--spaces', 'enas_cell', '--strategies', 'asng,random_one_shot',
          '--warmup', '1', '--steps', '2', '--in-process', '--out', str(out)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT)
+        capture_output=True, text=True, timeout=300, cwd=ROOT, env=private_home(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     text = Path(f'{out}.txt').read_text()
@@ -41,6 +52,7 @@ def test_step_cost_tiny(tmp_path):
                                                       'ASNG search overhead ≤ 2% of its step'}
 
 
+@pytest.mark.slow
 def test_search_quality_and_convergence_tiny(tmp_path):
     """search_quality.py end to end on real Fashion-MNIST at toy scale, then convergence.py plots its JSON."""
     out = tmp_path / 'sq'
@@ -49,7 +61,7 @@ def test_search_quality_and_convergence_tiny(tmp_path):
          'asng,random_one_shot', '--seeds', '1', '--random', '2', '--limit', '128', '--epochs', '1', '--batch', '32',
          '--eval-every', '1', '--eval-examples', '64', '--channels', '4', '--retrain-channels', '4',
          '--retrain-epochs', '1', '--retrain-limit', '128', '--retrain-test-limit', '64', '--out', str(out)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT)
+        capture_output=True, text=True, timeout=300, cwd=ROOT, env=private_home(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(Path(f'{out}.json').read_text())
     assert data['complete'] and data['machine']['cpu_model']

@@ -24,6 +24,8 @@ CONFIGS = Path(__file__).resolve().parents[1] / 'experiments' / 'configs'
 CONFIG = CONFIGS / 'asng_enas_fashion_mnist.yaml'
 CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
 
+pytestmark = pytest.mark.slow      # two real NNI experiments (manager, trials): minutes
+
 TINY = ['data.limit=192', 'data.batch_size=32', 'space.args.channels=2', 'retrain.space_args.channels=2',
         'retrain.epochs=2', 'retrain.limit=128', 'retrain.test_limit=100', 'retrain.batch_size=64',
         'retrain.eval_every_n_epochs=1', 'retrain.progress_bar=false', 'retrain.threads=1',

@@ -20,6 +20,14 @@ def tiny_nb201():
     return NasBench201(stem_out_channels=4, num_modules_per_stack=1, num_labels=10)
 
 
+@pytest.fixture(scope='module')
+def nb201_table():
+    """The parameter table of :func:`tiny_nb201`, measured once (25 freezes of NNI's NasBench201: ~8 s of CPU)
+    for the tests that read it or hand it to the strategy; ``test_strategy_exports_n_architectures_smallest_first``
+    keeps the strategy's own measuring path."""
+    return measure_complexity(tiny_nb201())
+
+
 # ---------------------------------------------------------------------------- utility and weights
 def test_quantile_utility_cases():
     np.testing.assert_array_equal(quantile_utility([1.0, 2.0, 3.0, 4.0]), [-2, 0, 0, 2])   # q = .25 .5 .75 1
@@ -127,10 +135,10 @@ def test_optimizer_rejects_bad_input(kwargs, message):
 
 # ---------------------------------------------------------------------------- complexity table
 @pytest.mark.parametrize('make', [MixedSpace, tiny_nb201], ids=['mixed', 'nb201'])
-def test_parameter_count_is_base_plus_choice_complexities(make):
+def test_parameter_count_is_base_plus_choice_complexities(make, request):
     """Eq. 6 holds exactly: for random architectures, params(frozen) = R(b) + Σ c over the choices."""
     space = make()
-    table = measure_complexity(space)
+    table = request.getfixturevalue('nb201_table') if make is tiny_nb201 else measure_complexity(space)
     encoding = table.encoding
     for row in encoding.distribution().sample(6, np.random.default_rng(1)):
         arch = encoding.to_architecture(row)
@@ -138,8 +146,8 @@ def test_parameter_count_is_base_plus_choice_complexities(make):
     assert table.additivity_error(space, samples=3) == 0.0
 
 
-def test_expected_complexity_is_theta_weighted_sum():
-    table = measure_complexity(tiny_nb201())
+def test_expected_complexity_is_theta_weighted_sum(nb201_table):
+    table = nb201_table
     opt = MultiComplexityOptimizer(table.encoding.num_categories, table.per_category, epsilons=[0.0], seed=3)
     theta = opt.distributions[0].theta
     rows = opt.ask(4000)
@@ -171,8 +179,8 @@ def test_unmeasurable_choice_names_label_and_value():
         measure_complexity(BrokenChoice())
 
 
-def test_normalisation():
-    table = measure_complexity(tiny_nb201())
+def test_normalisation(nb201_table):
+    table = nb201_table
     c = table.normalised('max')
     offsets = table.encoding.category_offsets()[:-1]
     assert (np.maximum.reduceat(c, offsets) - np.minimum.reduceat(c, offsets)).max() == pytest.approx(1.0)
@@ -197,23 +205,26 @@ def test_strategy_exports_n_architectures_smallest_first(tmp_path):
     assert expected[2] < expected[0]                                    # larger ε, smaller E[R(M)]
 
 
-def test_separate_method_updates_one_distribution_per_stage(tmp_path):
-    strategy = nni_asng.MultiComplexity(epsilons=[0.0, 2.0], weight_epochs=1, theta_epochs=1, method='separate', seed=0)
+def test_separate_method_updates_one_distribution_per_stage(tmp_path, nb201_table):
+    strategy = nni_asng.MultiComplexity(epsilons=[0.0, 2.0], weight_epochs=1, theta_epochs=1, method='separate', seed=0,
+                                        complexity_table=nb201_table)
     run_strategy(tiny_nb201(), strategy, tmp_path, (3, 16, 16), n=32, batch_size=8, max_epochs=3)
     opt = strategy.searcher.optimizer
     assert opt.iteration == 2 * 4 and not opt.importance_sampling
     assert all(not np.allclose(d.theta, 0.2) for d in opt.distributions)     # both left the uniform start
 
 
-def test_too_few_epochs_is_a_clear_error(tmp_path):
-    strategy = nni_asng.MultiComplexity(epsilons=[0.0, 1.0], weight_epochs=2, theta_epochs=3)
+def test_too_few_epochs_is_a_clear_error(tmp_path, nb201_table):
+    strategy = nni_asng.MultiComplexity(epsilons=[0.0, 1.0], weight_epochs=2, theta_epochs=3,
+                                        complexity_table=nb201_table)
     with pytest.raises(ValueError, match='needs 5 epochs.*max_epochs=5'):
         run_strategy(tiny_nb201(), strategy, tmp_path, (3, 16, 16), max_epochs=2)
 
 
-def test_collapsed_distributions_warn(tmp_path):
+def test_collapsed_distributions_warn(tmp_path, nb201_table):
     # identical ε and identical starts: every update is identical, so the exports coincide
-    strategy = nni_asng.MultiComplexity(epsilons=[0.0, 0.0], weight_epochs=1, theta_epochs=1, seed=0)
+    strategy = nni_asng.MultiComplexity(epsilons=[0.0, 0.0], weight_epochs=1, theta_epochs=1, seed=0,
+                                        complexity_table=nb201_table)
     run_strategy(tiny_nb201(), strategy, tmp_path, (3, 16, 16), n=8, batch_size=8, max_epochs=2)
     with pytest.warns(RuntimeWarning, match='collapsed'):
         list(strategy.list_models(limit=None))
@@ -257,9 +268,9 @@ def test_regression_fits_the_interacting_enas_cell_better():
     assert regression < marginal and regression < 0.12
 
 
-def test_theta_only_search_from_given_weights_and_table(tmp_path):
+def test_theta_only_search_from_given_weights_and_table(tmp_path, nb201_table):
     """weight_epochs=0 starts the θ stage at once (weights loaded elsewhere); a given table is reused."""
-    table = measure_complexity(tiny_nb201())
+    table = nb201_table
     strategy = nni_asng.MultiComplexity(epsilons=[0.0, 1.0], weight_epochs=0, theta_epochs=1, seed=0,
                                         complexity_table=table)
     run_strategy(tiny_nb201(), strategy, tmp_path, (3, 16, 16), n=16, batch_size=8)
@@ -267,7 +278,7 @@ def test_theta_only_search_from_given_weights_and_table(tmp_path):
     assert strategy.searcher.optimizer.iteration == 2
 
 
-def test_weights_lr_schedule_spans_only_the_weight_stage(tmp_path):
+def test_weights_lr_schedule_spans_only_the_weight_stage(tmp_path, nb201_table):
     """The cosine schedule of the weights anneals over T_W epochs; θ-only epochs do not step it."""
     from nni_asng.evaluators.classification import classification_evaluator
     train, val = random_loaders((3, 16, 16), 10, n=32, batch_size=8)         # 4 steps per epoch
@@ -276,7 +287,8 @@ def test_weights_lr_schedule_spans_only_the_weight_stage(tmp_path):
                                          max_epochs=3, enable_progress_bar=False, logger=False,
                                          enable_checkpointing=False, enable_model_summary=False,
                                          default_root_dir=str(tmp_path))
-    strategy = nni_asng.MultiComplexity(epsilons=[0.0], weight_epochs=1, theta_epochs=2, seed=0)
+    strategy = nni_asng.MultiComplexity(epsilons=[0.0], weight_epochs=1, theta_epochs=2, seed=0,
+                                        complexity_table=nb201_table)
     run_experiment(tiny_nb201(), evaluator, strategy, tmp_path / 'nni')
     module = strategy.oneshot_module
     assert module.weight_training_steps == 4

@@ -5,6 +5,9 @@
 * The built wheel declares ranges, not pins: pip's resolver, asked to install it into an environment that
   already holds another supported torch (a metadata-only stand-in for torch 2.11.0, the GPU image's), keeps
   that torch; with an unsupported one (2.16.0) it would replace it (the control that shows the check can fail).
+  The environment is a venv without a pip of its own; this environment's pip works on it (``pip --python``): no
+  ensurepip, and this pip (26) resolves the wheel's ~50 dependencies in about a third of the CPU time of the
+  pip 23.2 that ensurepip of Python 3.11 bundles (measured: 8 s against 21 s per dry run).
 * The application's dependencies (pydantic, matplotlib, pyyaml, mlxtend) come only with the ``cli`` extra.
 """
 from __future__ import annotations
@@ -105,9 +108,14 @@ def test_wheel_metadata_has_ranges_and_a_cli_extra(built_wheel):
     assert {r.split('>')[0].split('<')[0].split('=')[0].strip().lower() for r in cli} >= {'pydantic', 'matplotlib'}
 
 
+def _pip(env_python: Path) -> list:
+    """This environment's pip, working on the environment of ``env_python``."""
+    return [sys.executable, '-m', 'pip', '--python', env_python]
+
+
 def _would_install(env_python: Path, wheel: Path, tmp: Path) -> dict[str, str]:
     report = tmp / 'report.json'
-    _run([env_python, '-m', 'pip', 'install', '--dry-run', '--quiet', '--report', report, wheel], timeout=600)
+    _run([*_pip(env_python), 'install', '--dry-run', '--quiet', '--report', report, wheel], timeout=600)
     return {item['metadata']['name'].lower(): item['metadata']['version']
             for item in json.loads(report.read_text())['install']}
 
@@ -116,20 +124,20 @@ def _would_install(env_python: Path, wheel: Path, tmp: Path) -> dict[str, str]:
 def test_installing_the_wheel_keeps_a_supported_torch(built_wheel, tmp_path):
     """pip's resolver (dry run) on a venv whose torch is 2.11.0 keeps it; with 2.16.0 it would not."""
     env = tmp_path / 'env'
-    _run([sys.executable, '-m', 'venv', env], timeout=300)
+    _run([sys.executable, '-m', 'venv', '--without-pip', env], timeout=300)
     python = env / 'bin' / 'python'
     # The stand-ins install past any machine-wide pip constraint (this workplace caps torch at 2.14.1).
     (tmp_path / 'no-constraints.txt').write_text('')
     unconstrained = {**os.environ, 'PIP_CONSTRAINT': str(tmp_path / 'no-constraints.txt')}
     supported = _fake_distribution(tmp_path, 'torch', '2.11.0')
-    _run([python, '-m', 'pip', 'install', '--quiet', '--no-deps', '--no-index', supported], timeout=300,
+    _run([*_pip(python), 'install', '--quiet', '--no-deps', '--no-index', supported], timeout=300,
          env=unconstrained)
     plan = _would_install(python, built_wheel, tmp_path)
     assert 'nni' in plan and 'pytorch-lightning' in plan, plan      # a real resolution happened
     assert 'torch' not in plan, f'pip would replace the installed torch 2.11.0 by {plan.get("torch")}'
 
     unsupported = _fake_distribution(tmp_path, 'torch', '2.16.0')
-    _run([python, '-m', 'pip', 'install', '--quiet', '--no-deps', '--no-index', '--force-reinstall', unsupported],
+    _run([*_pip(python), 'install', '--quiet', '--no-deps', '--no-index', '--force-reinstall', unsupported],
          timeout=300, env=unconstrained)
     plan = _would_install(python, built_wheel, tmp_path)
     assert 'torch' in plan, 'the control failed: an unsupported torch should be replaced'

@@ -259,15 +259,23 @@ def nnictl(*args, env: dict, timeout: float = 180) -> subprocess.CompletedProces
 
 def start_with_nnictl(command: list, port: int, env: dict, attempts: int = 3) -> str:
     """``nnictl create|resume|view ...``; a start that misses NNI's startup deadlines on a busy machine (REST
-    server slow to answer, tuner not connected within 10 s) is stopped and tried again."""
+    server slow to answer, tuner not connected within 10 s) is stopped and tried again. The wait for that error
+    (10 s + 2) ends early where the start shows itself complete: ``view`` (no tuner) once the status is VIEWED,
+    ``create`` once a trial job exists (the tuner connected and sent its parameters)."""
     for attempt in range(attempts):
         result = nnictl(*command, '--port', port, env=env)
         output = result.stdout + result.stderr
         match = re.search(r'Experiment ID: (?:\x1b\[\d+m)?(\w+)', output)
         if match and 'Web portal URLs' in output:
             experiment_id = match.group(1)
-            time.sleep(12)
-            status = rest(port, '/check-status')
+            deadline = time.time() + 12
+            while True:
+                status = rest(port, '/check-status')
+                started = (command[0] == 'view' and status.get('status') == 'VIEWED') or (
+                    command[0] == 'create' and rest(port, '/trial-jobs'))
+                if started or time.time() >= deadline or 'did not connect' in ' '.join(status.get('errors') or []):
+                    break
+                time.sleep(0.5)
             if 'did not connect' not in ' '.join(status.get('errors') or []):
                 return experiment_id
             nnictl('stop', experiment_id, env=env)

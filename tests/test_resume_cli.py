@@ -1,13 +1,14 @@
 """Stop the real ``nni-asng search`` mid-epoch, resume it, and compare with an uninterrupted run.
 
 Each run is ``python -m nni_asng search CFG --output DIR`` in a subprocess on real Fashion-MNIST
-(ASNG on a 2-channel NAS-Bench-201 cell, 40 steps per epoch, 2 epochs, a checkpoint every 3 steps):
+(ASNG on a 2-channel NAS-Bench-201 cell, 24 steps per epoch, 2 epochs, a checkpoint every 3 steps):
 
 * graceful: SIGTERM in epoch 0 (exit 143), resume, SIGINT in epoch 1 of the resumed run (exit
   130), resume again to the end. A signal finishes the current step and saves ``last.ckpt``;
 * hard crash: SIGKILL in epoch 1; the resume starts from the last periodic checkpoint.
 
-The comparison with the uninterrupted run of the same config and seed is BIT FOR BIT, not within a
+The comparison with the uninterrupted run of the same config and seed (the same command, run in process through
+``nni_asng.app.cli.main``: it saves a subprocess's seconds of imports) is BIT FOR BIT, not within a
 tolerance: the complete search state in the final ``last.ckpt`` (θ, ASNG's s, γ, Δ, its sampling
 RNG; equal SHA-256 digests), every supernet weight, ``history.json``, ``architecture.json``,
 ``probabilities.json`` and the per-step logged trajectory (entropy, convergence, Δ of every step).
@@ -27,16 +28,16 @@ import numpy as np
 import pytest
 import torch
 
-from cli_harness import CliProcess, checkpoint_step, interrupt_after, needs_fashion_mnist, run_cli, write_config
+from cli_harness import CliProcess, checkpoint_step, interrupt_after, needs_fashion_mnist, write_config
 from nni_asng.oneshot.checkpoint import from_checkpoint
 from nni_asng.oneshot.lightning import state_digest
 
 pytestmark = needs_fashion_mnist
 
-STEPS_PER_EPOCH = 40                  # 1280 images -> D_x 640 -> 40 batches of 16
+STEPS_PER_EPOCH = 24                  # 768 images -> D_x 384 -> 24 batches of 16
 EPOCHS = 2
 TOTAL = STEPS_PER_EPOCH * EPOCHS
-SETTINGS = dict(data__limit=1280, search__epochs=EPOCHS)
+SETTINGS = dict(data__limit=768, search__epochs=EPOCHS)
 
 
 @pytest.fixture(scope='module')
@@ -46,9 +47,14 @@ def config(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope='module')
 def uninterrupted(config, tmp_path_factory) -> Path:
+    """``nni-asng search CONFIG`` run to the end, in process (NNI's experiment manifest goes to tmp)."""
+    from nni.tools.nnictl.config_utils import Experiments
+
+    from nni_asng.app.cli import main
     out = tmp_path_factory.mktemp('uninterrupted') / 'run'
-    result = run_cli('search', config, '--output', out, home=out.parent / 'home')
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Experiments.__init__, '__defaults__', (str(out.parent / 'nni-home'),))
+        assert main(['search', str(config), '--output', str(out)]) == 0
     assert json.loads((out / 'summary.json').read_text())['global_step'] == TOTAL
     return out
 
@@ -112,6 +118,7 @@ def compare(out: Path, reference: Path, what: str, stopped_at: list[int]) -> dic
     return {'theta': d_theta, 'weights': d_weights}
 
 
+@pytest.mark.slow
 def test_sigterm_then_sigint_mid_epoch_resume_to_the_identical_trajectory(config, uninterrupted, tmp_path):
     out, home = tmp_path / 'run', tmp_path / 'home'
 
@@ -143,6 +150,7 @@ def test_sigterm_then_sigint_mid_epoch_resume_to_the_identical_trajectory(config
     assert diff == {'theta': 0.0, 'weights': 0.0}
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_resumes_from_the_last_periodic_checkpoint(config, uninterrupted, tmp_path):
     out, home = tmp_path / 'run', tmp_path / 'home'
     with CliProcess('search', config, '--output', out, home=home, logs=tmp_path / 'log1') as cli:

@@ -1,8 +1,9 @@
 """The tabular benchmark: query API (synthetic rows) and the builder (real training, tiny sizes).
 
 The builder tests train real NAS-Bench-201 cells on Fashion-MNIST at 8x8 pixels for one epoch; the resume test
-kills a 2-process build with SIGKILL after its first row, continues it, and compares every row (all metrics,
-parameters, FLOPs) with an uninterrupted 1-process build.
+kills a 2-process ``nni-asng tabulate`` with SIGKILL after its first row, continues it, and compares every row (all
+metrics, parameters, FLOPs) with an uninterrupted 1-process build (the same command, run in process: each
+``python -m nni_asng`` costs seconds of imports).
 """
 from __future__ import annotations
 
@@ -117,6 +118,12 @@ tabular: {seeds: [0, 1], sample: 3, validation: 64, processes: 1}
 '''
 
 
+def _tabulate_in_process(config: Path, out: Path, *extra: str) -> None:
+    """``nni-asng tabulate`` through ``nni_asng.app.cli.main`` (its workers are still separate processes)."""
+    from nni_asng.app.cli import main
+    assert main(['tabulate', str(config), '--output', str(out), *extra]) == 0
+
+
 def _tabulate(config: Path, out: Path, *extra: str, wait: bool = True):
     cmd = [sys.executable, '-m', 'nni_asng', 'tabulate', str(config), '--output', str(out), *extra]
     env = {**os.environ, 'PYTHONPATH': str(ROOT)}
@@ -139,7 +146,7 @@ def test_killed_build_resumes_to_the_same_rows(tmp_path):
     config = tmp_path / 'tiny.yaml'
     config.write_text(TINY)
     reference = tmp_path / 'reference'
-    _tabulate(config, reference, '--max-jobs', '4')
+    _tabulate_in_process(config, reference, '--max-jobs', '4')
     ref_rows, _ = read_rows(reference / 'table.jsonl')
     assert len(ref_rows) == 4
     assert all(len(r['epochs']) == 1 and {'train_acc', 'val_acc', 'test_acc', 'test_loss'} <= set(r['final'])
@@ -167,16 +174,16 @@ def test_killed_build_resumes_to_the_same_rows(tmp_path):
     assert len(meta['sessions']) == 2 and meta['jobs'] == 3 ** 6 + 3
 
 
-def test_a_table_of_another_recipe_is_refused(tmp_path):
+def test_a_table_of_another_recipe_is_refused(tmp_path, capsys):
+    from nni_asng.app.cli import main        # what `python -m nni_asng` runs, in process
     config = tmp_path / 'tiny.yaml'
     config.write_text(TINY)
     out = tmp_path / 'table'
     out.mkdir()
     (out / 'meta.json').write_text(json.dumps({'recipe': {'space': {}, 'data': {}, 'retrain': {}, 'tabular': {}}}))
-    result = subprocess.run([sys.executable, '-m', 'nni_asng', 'tabulate', str(config), '--output', str(out)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2
-    assert 'another recipe' in result.stderr and 'space, data, retrain, tabular' in result.stderr
+    assert main(['tabulate', str(config), '--output', str(out)]) == 2
+    stderr = capsys.readouterr().err
+    assert 'another recipe' in stderr and 'space, data, retrain, tabular' in stderr
 
 
 def test_plan_is_fixed_and_samples_later_seeds():

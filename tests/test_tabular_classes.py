@@ -2,9 +2,6 @@
 are over classes, the reliability figure, and the builder's classes and reuse of an older table's rows."""
 import itertools
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +10,6 @@ import pytest
 from nni_asng.tabular import TabularBenchmark, read_rows, split_half_reliability
 from search_spaces.nas_bench_201_canonical import canonical_cell
 
-ROOT = Path(__file__).resolve().parents[1]
 EDGES = ('0_1', '0_2', '0_3', '1_2', '1_3', '2_3')
 
 
@@ -98,27 +94,30 @@ tabular: {seeds: [0], sample: null, validation: 32, processes: 1}
 '''
 
 
-def _tabulate(config: Path, out: Path, *extra: str):
-    cmd = [sys.executable, '-m', 'nni_asng', 'tabulate', str(config), '--output', str(out), *extra]
-    result = subprocess.run(cmd, cwd=ROOT, env={**os.environ, 'PYTHONPATH': str(ROOT)}, capture_output=True,
-                            text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    return result
+def _tabulate(capsys, config: Path, out: Path, *extra: str) -> str:
+    """``nni-asng tabulate`` through ``nni_asng.app.cli.main``, in process (a ``python -m nni_asng`` costs seconds
+    of imports; the training workers are separate processes either way); returns what it printed."""
+    from nni_asng.app.cli import main
+    capsys.readouterr()
+    code = main(['tabulate', str(config), '--output', str(out), *extra])
+    captured = capsys.readouterr()
+    assert code == 0, captured.out[-2000:] + captured.err[-3000:]
+    return captured.out
 
 
 @pytest.mark.slow
-def test_class_table_trains_representatives_and_takes_over_fitting_rows(tmp_path):
+def test_class_table_trains_representatives_and_takes_over_fitting_rows(tmp_path, capsys):
     plain = tmp_path / 'plain.yaml'
     plain.write_text(TINY)
     old = tmp_path / 'old'
-    _tabulate(plain, old, '--max-jobs', '3')
+    _tabulate(capsys, plain, old, '--max-jobs', '3')
     old_rows, _ = read_rows(old / 'table.jsonl')
 
     classes = tmp_path / 'classes.yaml'
     classes.write_text(TINY.replace('tabular: {seeds: [0],', f'tabular: {{equivalence: nas_bench_201, reuse: {old}, '
                                                                f'seeds: [0, 1],'))
     new = tmp_path / 'new'
-    result = _tabulate(classes, new, '--max-jobs', '1')
+    printed = _tabulate(capsys, classes, new, '--max-jobs', '1')
     meta = json.loads((new / 'meta.json').read_text())
     assert meta['equivalence'] == 'nas_bench_201' and meta['architectures'] == 3 ** 6
     assert sum(c['members'] for c in meta['classes'].values()) == 3 ** 6
@@ -126,7 +125,7 @@ def test_class_table_trains_representatives_and_takes_over_fitting_rows(tmp_path
     rows, _ = read_rows(new / 'table.jsonl')
     taken = [r for r in rows if r.get('imported_from') == 'old']
     old_classes = {canonical_cell(r['architecture']) for r in old_rows}
-    assert len(taken) == len(old_classes) and f'took over {len(taken)} rows' in result.stdout
+    assert len(taken) == len(old_classes) and f'took over {len(taken)} rows' in printed
     assert all(r['class'] == canonical_cell(r['architecture']) for r in rows)
     trained = [r for r in rows if 'imported_from' not in r]
     assert len(trained) == 1
@@ -142,6 +141,6 @@ def test_class_table_trains_representatives_and_takes_over_fitting_rows(tmp_path
     member = row['architecture']
     assert table.query(member).accuracy == pytest.approx(row['final']['test_acc'])
     # running again takes over nothing more and trains the next job
-    again = _tabulate(classes, new, '--max-jobs', '1')
-    assert 'took over' not in again.stdout
+    again = _tabulate(capsys, classes, new, '--max-jobs', '1')
+    assert 'took over' not in again
     assert len(read_rows(new / 'table.jsonl')[0]) == len(rows) + 1

@@ -2,9 +2,9 @@
 
 The tiny table is the NAS-Bench-201 cell with the operations ``none`` and ``conv_3x3`` (2^6 = 64
 architectures; 17 of them have no path from the cell's input to its output and stay at chance level, the
-others differ in how many convolutions they have), C=4, MNIST-5k at 8x8, one seed, built with
-``nni_asng.app.build_table``: first 16 rows (``max_jobs``: a partial table, as while a real one is being
-built), then the rest for the search-quality test.
+others differ in how many convolutions they have), C=4, MNIST-5k at 8x8, one seed, one training epoch per
+architecture (about 1 s of CPU a row), built with ``nni_asng.app.build_table``: first 16 rows (``max_jobs``: a
+partial table, as while a real one is being built), then the rest for the search-quality test.
 """
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ strategy: {name: asng}
 data: {dataset: mnist5k, limit: 1000, subset_seed: 0, resolution: 8, batch_size: 32, augment: false}
 search: {epochs: 1, threads: 1, progress_bar: false, checkpoint_every_n_steps: null, device: cpu}
 retrain:
-  epochs: 2
-  eval_every_n_epochs: 2
+  epochs: 1
+  eval_every_n_epochs: 1
   batch_size: 32
   optimizer: {name: sgd, lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.0005, schedule: cosine}
   augment: false
@@ -171,19 +171,21 @@ def test_short_asng_search_beats_a_random_architecture(protocol, full_table, tmp
     """Issue 12, item 6: on the complete tiny table, a 2-epoch ASNG search (30 steps) exports, over fixed seeds,
     architectures of a higher percentile than a uniformly random architecture has on average.
 
-    The table's real differences: the 17 architectures without a path from the cell's input to its output
-    stay at chance level (a random architecture is one of them with probability 17/64), the others reach
-    60-85 %. The baseline is the exact expectation over the table, not a few random draws (on seeds 0-2
-    those happen to be lucky: percentiles 89, 36 and 95). What the short search is measured to do: it
-    never exports a chance-level architecture (mostly the single direct convolution, 75.3 %, or a
-    two-convolution cell, 75.8-78.1 %: a supernet trained for 30 steps prefers shallow paths), i.e.
-    percentiles 56.3, 59.4 and 75.0 against the random architecture's 55.8.
+    The table's real differences (one training epoch per architecture): the 17 architectures without a path
+    from the cell's input to its output stay at chance level (a random architecture is one of them with
+    probability 17/64), the others reach 41-64 % (mean of all 64: 44.2 %). The baseline is the exact
+    expectation over the table, not a few random draws. What the short search is measured to do: it never
+    exports a chance-level architecture (the single direct convolution or a two-convolution cell of the same
+    accuracy, 61.6 %, and a three-convolution one, 61.4 %: a supernet trained for 30 steps prefers shallow
+    paths), i.e. percentiles 84.4, 84.4 and 71.9 against the random architecture's 55.7. With ASNG's ranking
+    inverted (it then climbs the loss) the exports are at or near chance level (10-44 %, percentiles 27-31)
+    and all three assertions fail (measured).
     """
     from nni_asng.tabular import TabularBenchmark
     table = TabularBenchmark.load(full_table)
     assert len(table) == 64
     accs = table.accuracies
-    assert 17 <= int((accs < 0.15).sum()) <= 20 and accs.max() > 0.7           # real differences to find
+    assert 17 <= int((accs < 0.15).sum()) <= 20 and accs.max() > 0.6           # real differences to find
     random_percentile = float(np.mean([table.percentile_of(a) for a in accs]))   # E[percentile] of a random one
 
     out = tmp_path / 'protocol'
