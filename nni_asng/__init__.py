@@ -10,6 +10,8 @@ The strategies (and everything else that needs NNI) load on first use, so ``nni_
 import importlib
 import warnings
 
+from .dependencies import missing_dependency
+
 # NNI 3.0 warns at import about torch classes it does not recognise (harmless with this torch).
 warnings.filterwarnings('ignore', message='.*is found to be not a nn.Module.*', category=RuntimeWarning)
 
@@ -22,7 +24,14 @@ __all__ = ['ASNG', 'PDAS', 'SNG', 'AdvantageNAS', 'Reinforce', 'MultiComplexity'
 def __getattr__(name: str):
     """Re-export the strategies of :mod:`nni_asng.oneshot` lazily (PEP 562)."""
     if name in __all__:
-        value = getattr(importlib.import_module('.oneshot', __name__), name)
+        try:
+            module = importlib.import_module('.oneshot', __name__)
+        except ModuleNotFoundError as err:
+            clear = missing_dependency(err, f'nni_asng.{name}')
+            if clear is None:
+                raise
+            raise clear from err
+        value = getattr(module, name)
         globals()[name] = value
         return value
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-MAIN_CONFIG = REPO / 'experiments' / 'configs' / 'asng_enas_fashion_mnist.yaml'
-CIFAR_CONFIG = REPO / 'experiments' / 'configs' / 'asng_enas_cifar10.yaml'
+MAIN_CONFIG = REPO / 'nni_asng' / 'app' / 'configs' / 'asng_enas_fashion_mnist.yaml'
+CIFAR_CONFIG = REPO / 'nni_asng' / 'app' / 'configs' / 'asng_enas_cifar10.yaml'
 STEP_COST = REPO / 'experiments' / 'benchmarks' / 'step_cost.py'
 STRATEGIES = 'asng,pdas,advantage_nas,reinforce,multi_complexity,random_one_shot,darts,gumbel_darts'
 SMOKE_STRATEGIES = 'asng,random_one_shot,darts'     # ours, NNI's sampling and NNI's dense one: the ratios' inputs

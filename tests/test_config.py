@@ -10,7 +10,9 @@ import pytest
 from nni_asng.app import ConfigError, ExperimentConfig, apply_overrides, dump_config, load_config, parse_config
 from nni_asng.app.config import registry
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / 'experiments' / 'configs').glob('*.yaml'))
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((ROOT / 'nni_asng' / 'app' / 'configs').glob('*.yaml'))           # package data
+CONFIGS = SHIPPED + sorted((ROOT / 'experiments' / 'configs').glob('*.yaml'))       # + the repository's tables
 
 MINIMAL = """\
 name: t
@@ -54,7 +56,7 @@ def test_every_shipped_config_loads(path):
 
 
 def test_shipped_configs_cover_the_issue():
-    names = {p.stem for p in CONFIGS}
+    names = {p.stem for p in SHIPPED}
     assert {'asng_enas_fashion_mnist', 'pdas_enas_fashion_mnist', 'advantagenas_nb201_fashion_mnist',
             'multi_complexity_enas_fashion_mnist', 'asng_cae_cat_inpainting', 'asng_cae_int_inpainting',
             'asng_enas_cifar10'} <= names

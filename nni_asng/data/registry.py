@@ -18,6 +18,8 @@ class DatasetInfo:
 
     name: str
     load: Callable[[Optional[str]], RawData]
+    #: Finds the files under a root without reading them; raises DatasetNotFoundError (``nni-asng check``).
+    locate: Callable[[Optional[str]], object]
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
     #: Zero padding before the random crop back to the input size.
@@ -29,11 +31,13 @@ class DatasetInfo:
 DATASETS = {
     # Clothes, shoes and bags keep their class when mirrored (a left shoe mirrors into a right
     # one), so Fashion-MNIST gets flips on top of the pad-2 crop; digits do not (2 vs 5, 7, ...).
-    'fashion_mnist': DatasetInfo('fashion_mnist', fashion_mnist.load, fashion_mnist.MEAN, fashion_mnist.STD,
-                                 crop_padding=2, flip=True),
-    'mnist5k': DatasetInfo('mnist5k', mnist5k.load, mnist5k.MEAN, mnist5k.STD, crop_padding=2, flip=False),
+    'fashion_mnist': DatasetInfo('fashion_mnist', fashion_mnist.load, fashion_mnist.resolve_files, fashion_mnist.MEAN,
+                                 fashion_mnist.STD, crop_padding=2, flip=True),
+    'mnist5k': DatasetInfo('mnist5k', mnist5k.load, mnist5k.locate, mnist5k.MEAN, mnist5k.STD, crop_padding=2,
+                           flip=False),
     # pdas §4.1: pad 4, random crop 32, random horizontal flip.
-    'cifar10': DatasetInfo('cifar10', cifar10.load, cifar10.MEAN, cifar10.STD, crop_padding=4, flip=True),
+    'cifar10': DatasetInfo('cifar10', cifar10.load, cifar10.resolve_folder, cifar10.MEAN, cifar10.STD,
+                           crop_padding=4, flip=True),
 }
 DEFAULT_DATASET = 'fashion_mnist'
 _ALIASES = {'fashionmnist': 'fashion_mnist', 'fmnist': 'fashion_mnist', 'mnist5k': 'mnist5k',

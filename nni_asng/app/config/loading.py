@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Strict, TypeAdapter, ValidationError, create_model
 
 from ...data import get_info
+from .builtin import resolve_config
 from .errors import ConfigError
 from .registry import load_factory, space_entry, strategy_entry
 from .schema import ExperimentConfig, SearchConfig
@@ -30,10 +31,9 @@ from .schema import ExperimentConfig, SearchConfig
 __all__ = ['load_config', 'parse_config', 'apply_overrides', 'dump_config']
 
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """Read, override (``key.path=value`` strings, as ``--set``) and validate an experiment config."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f'config file {path} does not exist' if not path.exists() else f'{path} is not a file')
+    """Read, override (``key.path=value`` strings, as ``--set``) and validate an experiment config: a YAML
+    file, or the name of a config shipped with nni-asng (``asng_enas_fashion_mnist``)."""
+    path = resolve_config(path)
     text = path.read_text(encoding='utf-8')
     return parse_config(text, source=str(path), overrides=overrides)
 
@@ -262,6 +262,8 @@ def _strategy_errors(strategy, args: Mapping[str, Any], epochs: Any, prefix: tup
     errors += _check_args({k: v for k, v in args.items() if k not in reserved},
                           {k: v for k, v in params.items() if k not in reserved},
                           prefix + ('args',), f'strategy {strategy.name!r}')
+    if len(errors) == before:
+        errors += _constructor_errors(strategy, {k: v for k, v in args.items() if k not in reserved}, prefix)
     if strategy.name == 'multi_complexity' and len(errors) == before and isinstance(epochs, int):
         needed = _multi_complexity_epochs(args, params)
         if needed is not None and epochs != needed:
@@ -269,6 +271,16 @@ def _strategy_errors(strategy, args: Mapping[str, Any], epochs: Any, prefix: tup
                                                  f'{needed} epochs (weight_epochs + theta_epochs, x N for method '
                                                  f'"separate"), got {epochs}'))
     return errors
+
+
+def _constructor_errors(strategy, args: Mapping[str, Any], prefix: tuple) -> list[Error]:
+    """The strategy's own checks of its hyperparameters (e.g. ``delta_init > 0``, ``lam >= 2``), run by building
+    it with ``args``: what a search would refuse, refused when the config is read."""
+    try:
+        strategy.load_class()(**args)
+    except (ValueError, TypeError) as err:
+        return [(prefix + ('args',), f'strategy {strategy.name!r} refuses these arguments: {err}')]
+    return []
 
 
 def _where(prefix: tuple) -> str:

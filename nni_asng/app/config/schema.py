@@ -2,9 +2,10 @@
 
 Loaded, overridden and checked by :mod:`nni_asng.app.config.loading`.
 
-Schema (defaults in brackets; see ``experiments/configs/*.yaml`` for complete examples)::
+Schema (defaults in brackets; see ``nni_asng/app/configs/*.yaml``, listed by ``nni-asng configs``, for complete examples)::
 
     name: str                       experiment name (letters, digits, '_', '-', '.')
+    description: str ['']           one line, shown by `nni-asng configs`
     seed: int [0]                   seeds weights, sampling and data order
     space:    {name, args: {}}      a name of nni_asng.app.config.registry.SPACES; args of its constructor
     strategy: {name, args: {}}      a name of nni_asng.app.config.registry.STRATEGIES; args of its constructor
@@ -23,7 +24,9 @@ Schema (defaults in brackets; see ``experiments/configs/*.yaml`` for complete ex
                                     progress_bar [true], limit_train_batches [null], evaluate_batches [4],
                                     threads [null: PyTorch's default] (CPU threads; 1 avoids OpenMP
                                     oversubscription on busy machines), devices [1] and num_nodes [1]
-                                    (> 1: Lightning DDP, one process per device; λ is shared by the ranks),
+                                    (> 1: Lightning DDP, one process per device; λ is shared by the ranks;
+                                    num_nodes > 1: one `nni-asng search` per machine with MASTER_ADDR,
+                                    MASTER_PORT and NODE_RANK set, see docs/multi-machine.md),
                                     precision [32] (32 | bf16-mixed | 16-mixed: Lightning mixed precision of
                                     the weights' forward/backward; θ and its losses stay float32/64),
                                     channels_last [false] (convolutional spaces: model and batches in
@@ -282,6 +285,7 @@ class TabularConfig(_Section):
 
 class ExperimentConfig(_Section):
     name: str = Field(pattern=r'^[A-Za-z0-9][A-Za-z0-9_.-]*$', max_length=100)
+    description: str = ''
     seed: int = Field(0, ge=0)
     space: SpaceConfig
     strategy: StrategyConfig

@@ -43,7 +43,7 @@ from .reporter import SearchTrialReporter
 
 __all__ = ['SearchParts', 'RetrainParts', 'build_search', 'search_evaluator', 'trial_reporter', 'build_retrain',
            'fit_retrain', 'fit_fixed_network', 'retrain_trainer', 'search_data', 'retrain_data', 'search_space',
-           'search_module', 'validate_architecture', 'table_data', 'table_network', 'table_loaders']
+           'search_module', 'validate_architecture', 'table_data', 'table_network', 'table_loaders', 'preflight']
 
 _logger = logging.getLogger(__name__)
 Log = Callable[[str], None]
@@ -170,6 +170,13 @@ def build_search(cfg: ExperimentConfig) -> SearchParts:
     reporting = dict(every=cfg.launch.report_every_n_steps, batches=cfg.launch.report_batches,
                      batch_size=cfg.data.batch_size)
     return SearchParts(entry, strategy_e, strategy, space, data, device, cfg.space.args, cfg.search, reporting)
+
+
+def preflight(cfg: ExperimentConfig) -> SearchParts:
+    """Everything of a search of ``cfg`` that can fail on user input (data found and read, space built with its
+    arguments, strategy built with its arguments), without training: ``nni-asng check`` and ``launch``."""
+    with quiet_warnings():
+        return build_search(cfg)
 
 
 def search_module(parts: SearchParts):

@@ -6,6 +6,7 @@ here; the CLI, the runs, the table builder's workers and the experiment scripts 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import warnings
 from typing import Sequence
@@ -40,9 +41,10 @@ def quiet_library_logs() -> None:
     """NNI's and Lightning's informational log records off in this process (the CLI; the table builder's worker
     processes, which start fresh)."""
     # Imported here (heavy; quiet_warnings needs neither) and before the levels are set: each sets its logger to INFO
-    # when imported.
-    import nni.runtime.log  # noqa: F401
-    import pytorch_lightning  # noqa: F401
+    # when imported. One that is not installed has nothing to say (what needs it reports it missing).
+    for module in ('nni.runtime.log', 'pytorch_lightning'):
+        with contextlib.suppress(ModuleNotFoundError):
+            importlib.import_module(module)
     logging.getLogger('nni').propagate = False     # NNI prints its own (coloured) records
     for name, level in (('nni', logging.ERROR), ('pytorch_lightning', logging.WARNING),
                         ('lightning.pytorch', logging.WARNING), ('lightning_fabric', logging.WARNING),
