@@ -5,6 +5,8 @@ import nni.nas.strategy  # noqa: F401  (must precede the imports below)
 
 from .encoding import ArchitectureError, SearchSpaceEncoding, UnsupportedSpaceError
 from .complexity import ComplexityError, ComplexityTable, measure_complexity
+from .budget import Budget, BudgetError
+from .latency import LatencyOptions, time_forward
 from .lightning import NonFiniteLossError, ProbabilisticOneShotModule
 from .multi_complexity import MultiComplexity
 from .natural_gradient import ASNG, PDAS, SNG
@@ -14,4 +16,4 @@ from .strategy import ProbabilisticOneShotStrategy
 __all__ = ['ASNG', 'PDAS', 'SNG', 'AdvantageNAS', 'Reinforce', 'MultiComplexity', 'ComplexityError',
            'ComplexityTable', 'measure_complexity', 'ProbabilisticOneShotStrategy',
            'ProbabilisticOneShotModule', 'SearchSpaceEncoding', 'UnsupportedSpaceError', 'ArchitectureError',
-           'NonFiniteLossError']
+           'NonFiniteLossError', 'Budget', 'BudgetError', 'LatencyOptions', 'time_forward']

@@ -1,6 +1,7 @@
 """Multi-complexity search as an NNI one-shot strategy (Noda, Saito, Shirakawa; Algorithms 1–3)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from typing import Any, Sequence
@@ -8,8 +9,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..optimizers.multi_complexity import MultiComplexityOptimizer
-from .complexity import ComplexityTable, measure_complexity
+from .budget import Budget
+from .complexity import METRICS, ComplexityTable, latency_options, measure_complexity
 from .encoding import SearchSpaceEncoding
+from .latency import LatencyOptions
 from .searcher import ArchitectureSearcher, BatchEvaluator, Phase, categorical_probabilities
 from .strategy import ProbabilisticOneShotStrategy
 
@@ -109,18 +112,38 @@ class MultiComplexitySearcher(ArchitectureSearcher):
         else:
             rows = self.optimizer.ask(component=component)
         losses = evaluator.losses(rows)
-        updated = self.optimizer.tell(rows, losses, components=None if component is None else [component])
+        updated = self.optimizer.tell(rows, self.ranked_losses(rows, losses),
+                                      components=None if component is None else [component])
         return {'arch_loss': float(np.mean(losses)), 'arch_updated': float(updated)}
 
     def most_likely_rows(self) -> list[np.ndarray]:
         """One architecture per ε, ordered from the smallest to the largest complexity."""
+        return [row for _, row in self._ordered()]
+
+    def _ordered(self) -> list[tuple[int, np.ndarray]]:
+        """(n, argmax of distribution n) from the smallest to the largest predicted complexity."""
         rows = [r.astype(float) for r in self.optimizer.most_likely()]
-        return sorted(rows, key=lambda r: self.complexity.predict(self.encoding.to_architecture(r)))
+        return sorted(enumerate(rows), key=lambda nr: (self.complexity.predict(self.encoding.to_architecture(nr[1])),
+                                                       nr[0]))
+
+    def export_probabilities(self) -> list[np.ndarray]:
+        return [self.optimizer.distributions[n].theta for n, _ in self._ordered()]
+
+    def export(self) -> list[dict[str, Any]]:
+        """One architecture per ε, within the budget if there is one, from the smallest to the largest."""
+        return sorted(super().export(), key=self.complexity.predict)
+
+    def _exported_rows(self) -> list[np.ndarray]:
+        """Per ε (in the given order) its argmax, or the most likely architecture within the budget."""
+        rows = self.optimizer.most_likely()
+        if self.budget is None:
+            return rows
+        return [self.budget.within(row.astype(float), d.theta) for row, d in zip(rows, self.optimizer.distributions)]
 
     def export_with_complexity(self) -> list[dict[str, Any]]:
         """For every ε (in the given order): its architecture and predicted complexity."""
         out = []
-        for eps, row in zip(self.optimizer.epsilons, self.optimizer.most_likely()):
+        for eps, row in zip(self.optimizer.epsilons, self._exported_rows()):
             arch = self.encoding.to_architecture(row)
             out.append({'epsilon': float(eps), 'architecture': arch,
                         self.complexity.metric: self.complexity.predict(arch)})
@@ -175,7 +198,12 @@ class MultiComplexity(ProbabilisticOneShotStrategy):
     learning_rate
         η (default (Σ_d K_d)⁻¹, the paper's choice).
     complexity
-        ``'params'`` (weight parameters, the paper's R) or ``'flops'`` (needs ``input_shape``).
+        ``'params'`` (weight parameters, the paper's R), ``'flops'`` or ``'latency_ms'`` (the median forward-pass
+        time on ``latency['device']``, a per-choice lookup table as ProxylessNAS/FBNet's); both need
+        ``input_shape``, as does a space with lazy modules (one forward pass materialises them).
+    latency
+        How ``'latency_ms'`` is timed (:class:`~.latency.LatencyOptions` or a dict: device ['cpu'], batch_size
+        [1], warmup [10], repeats [30], threads [1]).
     complexity_scale
         ``'max'`` divides c by the largest spread a single choice makes, so that ε means the same
         on any space (the paper does not state its unit); a number divides by it (1e6: millions).
@@ -195,8 +223,13 @@ class MultiComplexity(ProbabilisticOneShotStrategy):
                  complexity: str = 'params', input_shape: Sequence[int] | None = None,
                  complexity_scale: str | float = 'max', complexity_method: str = 'marginal',
                  complexity_samples: int | None = None, complexity_table: ComplexityTable | None = None,
-                 method: str = 'importance_sampling', **kwargs: Any):
+                 method: str = 'importance_sampling', latency: LatencyOptions | dict | None = None, **kwargs: Any):
         super().__init__(**kwargs)
+        if complexity not in METRICS:
+            raise ValueError(f'complexity must be one of {METRICS}, got {complexity!r}')
+        if complexity in ('flops', 'latency_ms') and input_shape is None and complexity_table is None:
+            raise ValueError(f'complexity={complexity!r} needs input_shape, the (C, H, W) of one input')
+        self.latency = latency_options(latency) if complexity == 'latency_ms' else None
         if method not in METHODS:
             raise ValueError(f'method must be one of {METHODS}, got {method!r}')
         epsilons = list(epsilons)
@@ -231,14 +264,21 @@ class MultiComplexity(ProbabilisticOneShotStrategy):
         if self.complexity_table is None or self.complexity_table.encoding.labels != encoding.labels:
             self.complexity_table = measure_complexity(model, encoding, self.complexity, self.input_shape,
                                                        method=self.complexity_method, samples=self.complexity_samples,
-                                                       seed=self.seed or 0)
-        _logger.info('complexity (%s) of the base architecture: %d; per choice: %s', self.complexity,
-                     self.complexity_table.base, self.complexity_table.per_category.tolist())
+                                                       seed=self.seed or 0, latency=self.latency)
+        _logger.info('complexity (%s) of the base architecture: %g; per choice: %s; stability: %s', self.complexity,
+                     self.complexity_table.base, self.complexity_table.per_category.tolist(),
+                     self.complexity_table.stability or '-')
         optimizer = MultiComplexityOptimizer(encoding.num_categories,
                                              self.complexity_table.normalised(self.complexity_scale),
                                              seed=self.seed, **self.optimizer_kwargs)
         return MultiComplexitySearcher(encoding, optimizer, self.complexity_table, self.weight_epochs,
                                        self.theta_epochs, self.method)
+
+    def budget_for(self, model) -> Budget:
+        table = self.complexity_table
+        if self.budget.table is None and table is not None and table.metric == self.budget.metric:
+            return dataclasses.replace(self.budget, table=table)
+        return self.budget
 
     def list_models(self, sort: bool = True, limit: int | None = None):
         """The N architectures, smallest to largest (``export_top_models(top_k=N)``)."""

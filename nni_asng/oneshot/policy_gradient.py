@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from nni.nas.nn.pytorch import LayerChoice
 
+from ..optimizers.budget import BudgetPenalty
 from ..optimizers.policy_gradient import (AdvantageOptimizer, PolicyGradientOptimizer, ReinforceOptimizer,
                                           SoftmaxCategoricalPolicy)
 from .encoding import SearchSpaceEncoding, UnsupportedSpaceError
@@ -54,6 +55,17 @@ class PolicyGradientSearcher(ArchitectureSearcher):
         self.best_row: np.ndarray | None = None
         self.best_loss = math.inf
         self._warned_nonfinite = False
+        self.penalty: BudgetPenalty | None = None        # made with the budget, at the first θ step
+
+    def _budget_penalty(self, row: np.ndarray, loss: float) -> tuple[float, bool]:
+        """(the loss told, whether ``row`` fits the budget): an infeasible sample's loss is raised above every
+        loss told so far (:class:`~nni_asng.optimizers.budget.BudgetPenalty`)."""
+        if self.budget is None:
+            return loss, True
+        if self.penalty is None:
+            self.penalty = BudgetPenalty(self.budget.limit)
+        cost = float(self.budget.costs(row)[0])
+        return self.penalty(loss, cost), cost <= self.budget.limit
 
     def phase(self, epoch: int, step: int = 0) -> Phase:
         return Phase(train_weights=True, train_architecture=not self.warmup.holds(step))
@@ -68,17 +80,24 @@ class PolicyGradientSearcher(ArchitectureSearcher):
 
     def architecture_step(self, evaluator: BatchEvaluator) -> dict[str, float]:
         row = self.optimizer.ask(1)[0]
-        if self.uses_credits:
+        feasible = self.budget is None or float(self.budget.costs(row)[0]) <= self.budget.limit
+        if self.uses_credits and feasible:
             loss, credits = evaluator.credits(row)
             advantages = [credits.get(var.label, math.nan) for var in self.encoding.categorical]
-            updated = self.optimizer.tell(row, loss, advantages)
+            updated = self.optimizer.tell(row, self._budget_penalty(row, loss)[0], advantages)
+        elif self.uses_credits:
+            # Over budget: every label gets the REINFORCE credit r − b of the penalised reward (an unknown
+            # advantage, NaN, falls back to it), which pushes all its choices down.
+            loss = float(evaluator.losses(row[None])[0])
+            updated = self.optimizer.tell(row, self._budget_penalty(row, loss)[0],
+                                          [math.nan] * len(self.encoding.categorical))
         else:
             loss = float(evaluator.losses(row[None])[0])
-            updated = self.optimizer.tell(row, loss)
+            updated = self.optimizer.tell(row, self._budget_penalty(row, loss)[0])
         if not updated and not self._warned_nonfinite:
             warnings.warn(f'non-finite loss {loss} in an architecture step; θ is kept (warned once)', RuntimeWarning)
             self._warned_nonfinite = True
-        if math.isfinite(loss) and loss < self.best_loss:
+        if feasible and math.isfinite(loss) and loss < self.best_loss:
             self.best_loss, self.best_row = loss, row.copy()
         return {'arch_loss': loss, 'arch_updated': float(updated)}
 
@@ -92,6 +111,9 @@ class PolicyGradientSearcher(ArchitectureSearcher):
     def most_likely_rows(self) -> list[np.ndarray]:
         return [self.process_best_row() if self.export_mode == 'process_best' else self.argmax_row()]
 
+    def export_probabilities(self) -> list[np.ndarray]:
+        return [self.optimizer.policy.probabilities()]
+
     def summary(self) -> dict[str, float]:
         p = self.optimizer.policy.probabilities()
         starts = self.optimizer.policy.offsets[:-1]
@@ -102,11 +124,17 @@ class PolicyGradientSearcher(ArchitectureSearcher):
         return categorical_probabilities(self.encoding, self.optimizer.policy.probabilities())
 
     def state_dict(self) -> dict:
-        return {'optimizer': self.optimizer.state_dict(), 'best_row': self.best_row, 'best_loss': self.best_loss}
+        state = {'optimizer': self.optimizer.state_dict(), 'best_row': self.best_row, 'best_loss': self.best_loss}
+        if self.penalty is not None:
+            state['budget_penalty'] = self.penalty.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state['optimizer'])
         self.best_row, self.best_loss = state['best_row'], float(state['best_loss'])
+        if 'budget_penalty' in state and self.budget is not None:
+            self.penalty = BudgetPenalty(self.budget.limit)
+            self.penalty.load_state_dict(state['budget_penalty'])
 
 
 class _PolicyGradientStrategy(ProbabilisticOneShotStrategy):
@@ -156,6 +184,8 @@ class _PolicyGradientStrategy(ProbabilisticOneShotStrategy):
             raise ValueError(f'mode must be one of {EXPORT_MODES}, got {mode!r}')
         searcher: PolicyGradientSearcher = self.searcher  # type: ignore[assignment]
         row = searcher.process_best_row() if mode == 'process_best' else searcher.argmax_row()
+        if searcher.budget is not None:
+            row = searcher.budget.within(row, searcher.export_probabilities()[0])
         return self.encoding.to_architecture(row)
 
 

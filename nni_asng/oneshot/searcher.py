@@ -12,6 +12,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from ..distributions import STD_MIN_FRACTION
+from .budget import BudgetGuard
 from .encoding import SearchSpaceEncoding
 
 
@@ -86,10 +87,26 @@ class BatchEvaluator(Protocol):
 
 
 class ArchitectureSearcher:
-    """Base class; subclasses implement the sampling/update rules of one algorithm."""
+    """Base class; subclasses implement the sampling/update rules of one algorithm.
+
+    ``budget`` (a :class:`~.budget.BudgetGuard`, set by the strategy) is honoured by every searcher the same way:
+    the θ step tells :meth:`ranked_losses` instead of the losses, and :meth:`export` replaces an architecture
+    over budget by the most likely one within it (:meth:`export_probabilities` says how likely each is).
+    """
+
+    budget: BudgetGuard | None = None
 
     def __init__(self, encoding: SearchSpaceEncoding):
         self.encoding = encoding
+
+    def ranked_losses(self, rows: np.ndarray, losses: np.ndarray) -> np.ndarray:
+        """The losses the optimizer is told: unchanged without a budget; with one, samples over it rank below
+        every sample within it (:func:`~nni_asng.optimizers.budget.feasible_first_losses`)."""
+        return losses if self.budget is None else self.budget.ranked_losses(rows, losses)
+
+    def export_probabilities(self) -> list[np.ndarray]:
+        """Per exported architecture, the flat categorical probabilities it is the argmax of."""
+        raise NotImplementedError(f'{type(self).__name__} cannot export within a budget')
 
     def phase(self, epoch: int, step: int = 0) -> Phase:
         """What weight step ``step`` (0-based over the run) of ``epoch`` does."""
@@ -129,8 +146,11 @@ class ArchitectureSearcher:
         raise NotImplementedError
 
     def export(self) -> list[dict[str, Any]]:
-        """The found architecture(s) as NNI architecture dicts."""
-        return [self.encoding.to_architecture(row) for row in self.most_likely_rows()]
+        """The found architecture(s) as NNI architecture dicts (within the budget, if there is one)."""
+        rows = self.most_likely_rows()
+        if self.budget is not None:
+            rows = [self.budget.within(row, p) for row, p in zip(rows, self.export_probabilities())]
+        return [self.encoding.to_architecture(row) for row in rows]
 
 
 def categorical_summary(encoding: SearchSpaceEncoding, theta: np.ndarray) -> dict[str, float]:
@@ -184,11 +204,14 @@ class NaturalGradientSearcher(ArchitectureSearcher):
             else self.optimizer.ask()
         self._pending = None
         losses = evaluator.losses(rows)
-        updated = self.optimizer.tell(rows, losses)
+        updated = self.optimizer.tell(rows, self.ranked_losses(rows, losses))
         return {'arch_loss': float(np.mean(losses)), 'arch_updated': float(updated)}
 
     def most_likely_rows(self) -> list[np.ndarray]:
         return [self.optimizer.most_likely()]
+
+    def export_probabilities(self) -> list[np.ndarray]:
+        return [self.optimizer.theta[:int(sum(self.encoding.num_categories))]]
 
     def summary(self) -> dict[str, float]:
         out = categorical_summary(self.encoding, self.optimizer.theta)

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import pytorch_lightning
 from nni.nas.oneshot.pytorch.strategy import OneShotStrategy, RandomOneShot
 
+from .budget import Budget, BudgetGuard
 from .encoding import SearchSpaceEncoding, UnsupportedSpaceError
 from .lightning import ProbabilisticOneShotModule
 from .sampling import CACHED_HOOKS
@@ -44,11 +45,18 @@ class ProbabilisticOneShotStrategy(OneShotStrategy):
         search stops with :class:`~.lightning.NonFiniteLossError`.
     mutation_hooks
         Extra NNI mutation hooks for custom supermodules (see ``OneShotStrategy``).
+    budget
+        A cost the exported architecture must not exceed, e.g. ``{'metric': 'latency_ms', 'max': 5.0,
+        'input_shape': (1, 28, 28)}`` (metric ``'params'``, ``'flops'`` or ``'latency_ms'``; see
+        :class:`~.budget.Budget` for the other keys). The per-choice table of the metric is measured on the space
+        before the search, which stops at once (:class:`~.budget.BudgetError`, naming the smallest achievable
+        value) when no architecture fits; samples over budget rank below every sample within it, and the export
+        is the most likely architecture whose measured cost fits (``budget_report``). docs/budgets.md.
     """
 
     def __init__(self, *, gradient_clip_val: float | None = None, log_every_n_steps: int = 10,
                  seed: int | None = None, max_nonfinite_steps: int = 20, mutation_hooks: list | None = None,
-                 **kwargs: Any):
+                 budget: Budget | dict | None = None, **kwargs: Any):
         super().__init__(mutation_hooks=mutation_hooks, **kwargs)
         if gradient_clip_val is not None and not gradient_clip_val > 0:
             raise ValueError(f'gradient_clip_val must be > 0 or None, got {gradient_clip_val!r}')
@@ -58,6 +66,7 @@ class ProbabilisticOneShotStrategy(OneShotStrategy):
         self.log_every_n_steps = log_every_n_steps
         self.seed = seed
         self.max_nonfinite_steps = max_nonfinite_steps
+        self.budget = Budget.parse(budget)
         self.encoding: SearchSpaceEncoding | None = None
         self.searcher: ArchitectureSearcher | None = None
 
@@ -66,6 +75,15 @@ class ProbabilisticOneShotStrategy(OneShotStrategy):
         """The algorithm for this space; ``model`` is the (not yet mutated) space, for inspection."""
         raise NotImplementedError
 
+    def budget_for(self, model) -> Budget:
+        """The budget as given (MultiComplexity lends it its own table when both measure the same metric)."""
+        return self.budget
+
+    def budget_report(self) -> list[dict[str, Any]]:
+        """Per exported architecture: the budget's metric and max, and its measured and predicted cost."""
+        guard = self.searcher.budget if self.searcher is not None else None
+        return [] if guard is None else [guard.report(arch) for arch in self.searcher.export()]
+
     # ------------------------------------------------------------------ NNI hooks
     def mutate_model(self, model):
         if self.seed is not None:
@@ -73,6 +91,8 @@ class ProbabilisticOneShotStrategy(OneShotStrategy):
         # Encode before mutation so unsupported mutables are reported by label, not by NNI internals.
         self.encoding = SearchSpaceEncoding(model)
         self.searcher = self.build_searcher(self.encoding, model)
+        if self.budget is not None:
+            self.searcher.budget = BudgetGuard(self.budget_for(model), model, self.encoding, seed=self.seed or 0)
         try:
             return super().mutate_model(model)
         except TypeError as err:
