@@ -110,8 +110,10 @@ def test_budget_refuses_bad_input_clearly():
         Budget.parse({'metric': 'params'})
     with pytest.raises(ValueError, match='unknown budget key'):
         Budget.parse({'metric': 'params', 'max': 3, 'maximum': 4})
-    with pytest.raises(ValueError, match='needs input_shape'):
-        Budget.parse({'metric': 'latency_ms', 'max': 3})
+    with pytest.raises(ValueError, match='latency options apply to metric latency_ms'):
+        Budget.parse({'metric': 'params', 'max': 3, 'latency': {'repeats': 5}})
+    with pytest.raises(ValueError, match='latency repeats must be an integer >= 3'):
+        Budget.parse({'metric': 'latency_ms', 'max': 3, 'latency': {'repeats': 1}})
     with pytest.raises(ValueError, match='finite number > 0'):
         nni_asng.ASNG(budget={'metric': 'params', 'max': -1})
 
@@ -134,13 +136,13 @@ class Stack(ModelSpace):
 
 def test_latency_table_is_additive_on_an_additive_toy():
     space = Stack()
-    options = LatencyOptions(warmup=3, repeats=20)
+    options = LatencyOptions(warmup=3, repeats=30)
     table = measure_complexity(space, metric='latency_ms', input_shape=(256,), latency=options)
     per = table.per_category.reshape(3, 3)
     assert np.all(per[:, 2] > per[:, 1]) and np.all(per[:, 1] > per[:, 0] - 1e-3)   # heavier choices take longer
     checks = table.check_additivity(space, samples=6, seed=1)
-    # Timed on a shared machine (2 cores, load ~6 here): one sample can be 30 % off; the median is not.
-    assert np.median([r['relative_error'] for r in checks]) < 0.2, checks
+    # Timed on a shared machine (2 cores at load ~10 here: errors up to 7 %); halving the table's entries gives ~45 %.
+    assert np.median([r['relative_error'] for r in checks]) < 0.15, checks
     assert table.stability['measurements'] == 1 + 3 * 2 and 0 <= table.stability['median_spread'] < 1
     assert 0 <= table.stability['reference_drift'] < 1
 
@@ -175,7 +177,7 @@ def test_constrained_export_is_within_budget_on_a_space_of_the_test(name, tmp_pa
     assert reports and all(r['within'] and r['measured'] == SMALLEST for r in reports), reports
     for arch in strategy.searcher.export():
         assert arch == {'a': 2, 'b': 1} and strategy.searcher.budget.measure(arch) <= 440
-    if name in ('asng', 'sng', 'pdas'):     # the ranking alone drove θ there: its argmax fits without the export's help
+    if name in ('asng', 'sng', 'pdas'):     # the ranking alone drove θ there: its argmax fits without the export
         assert strategy.searcher.budget.costs(strategy.searcher.most_likely_rows()[0])[0] <= 440
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, fields
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -47,7 +47,7 @@ class Budget:
 
     metric: str
     max: float
-    input_shape: tuple | None = None
+    input_shape: tuple | None = None        # flops, latency_ms and lazy modules need it (the app fills it in)
     method: str = 'marginal'
     samples: int | None = None
     latency: LatencyOptions | None = None
@@ -65,8 +65,6 @@ class Budget:
             if not shape or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in shape):
                 raise ValueError(f'budget input_shape must be positive integers (C, H, W), got {self.input_shape!r}')
             object.__setattr__(self, 'input_shape', shape)
-        if self.metric in ('flops', 'latency_ms') and self.input_shape is None and self.table is None:
-            raise ValueError(f'budget metric {self.metric!r} needs input_shape, the (C, H, W) of one input')
         if self.table is not None and self.table.metric != self.metric:
             raise ValueError(f'budget table measures {self.table.metric!r}, not {self.metric!r}')
         if self.metric == 'latency_ms':
@@ -118,16 +116,16 @@ class BudgetGuard:
                                        samples=budget.samples, seed=seed, latency=budget.latency)
         self.table = table
         self._measured: dict[tuple, float] = {}
-        cheapest = self.encoding.to_architecture(cheapest_row(table.per_category, encoding.num_categories))
-        self.smallest = min(self.measure(cheapest), table.smallest())
-        self.cheapest = cheapest
-        if self.measure(cheapest) > budget.max:
+        self.cheapest = self.encoding.to_architecture(cheapest_row(table.per_category, encoding.num_categories))
+        self.smallest = self.measure(self.cheapest)
+        """The measured cost of the architecture the table predicts smallest (the smallest achievable)."""
+        if self.smallest > budget.max:
             raise BudgetError(
                 f'no architecture of this space fits the budget {budget.describe()}: the smallest achievable is '
-                f'{_format(self.measure(cheapest), budget.metric)} (architecture {cheapest}); raise the budget\'s max '
-                f'to at least {self.measure(cheapest):.6g}')
+                f'{_format(self.smallest, budget.metric)} (architecture {self.cheapest}); raise the budget\'s max '
+                f'to at least {self.smallest:.6g}')
         _logger.info('budget %s: the smallest architecture measures %s; stability %s', budget.describe(),
-                     _format(self.measure(cheapest), budget.metric), table.stability or '-')
+                     _format(self.smallest, budget.metric), table.stability or '-')
 
     @property
     def limit(self) -> float:
@@ -168,10 +166,10 @@ class BudgetGuard:
         found = most_likely_within(probabilities, self.encoding.num_categories, cost, self.limit)
         if found is not None:
             return found.astype(float)
-        if self.measure(self.cheapest) <= self.limit:
+        if self.smallest <= self.limit:
             return self.encoding.to_row(self.cheapest)[:len(self.encoding.variables)].astype(float)
         raise BudgetError(f'no architecture found within the budget {self.budget.describe()}; the smallest the table '
-                          f'predicts measures {_format(self.measure(self.cheapest), self.budget.metric)}')
+                          f'predicts measures {_format(self.smallest, self.budget.metric)}')
 
     def report(self, arch: dict[str, Any]) -> dict[str, Any]:
         """What the outputs say about an export: metric, max, measured and predicted cost."""

@@ -1,8 +1,8 @@
 """Complexity of each choice of an NNI space, measured on frozen child networks.
 
-multi-complexity Eq. 6 needs c_{d,k}, the complexity (number of weight parameters, FLOPs, or the
-latency of a forward pass on the user's device) that choosing category k of variable d adds. We measure it instead of asking for it, in one of two
-ways:
+multi-complexity Eq. 6 needs c_{d,k}, the complexity (number of weight parameters, FLOPs, or the latency of a
+forward pass on the user's device) that choosing category k of variable d adds. We measure it instead of asking
+for it, in one of two ways:
 
 * ``'marginal'``: with a base architecture b (first category everywhere),
   c_{d,k} = R(b with d ← k) − R(b) — Σ_d K_d frozen children;
@@ -121,7 +121,7 @@ def _measure(space, arch: dict[str, Any], metric: str, input_shape, latency: Lat
         return count_parameters(model)
     if metric == 'flops':
         return count_flops(model, input_shape)
-    return time_forward(model, input_shape, latency).median_ms
+    return time_forward(model, input_shape, latency).ms
 
 
 def latency_options(value: LatencyOptions | Mapping[str, Any] | None) -> LatencyOptions:
@@ -144,10 +144,10 @@ def _stability(timings: list[Timing], references: list[Timing]) -> dict[str, flo
     the rounds of a measurement (median and worst over all); ``reference_drift``, the largest change of the
     reference network between the first and second half of its rounds and between chunks, relative."""
     spreads = np.array([t.spread for t in timings])
-    first = references[0].median_ms
+    first = references[0].ms
     halves = [abs(float(np.median(r.rounds_ms[:len(r.rounds_ms) // 2]))
                   - float(np.median(r.rounds_ms[len(r.rounds_ms) // 2:]))) / r.median_ms for r in references]
-    drift = halves + [abs(r.median_ms - first) / first for r in references]
+    drift = halves + [abs(r.ms - first) / first for r in references]
     return {'measurements': len(timings), 'median_spread': float(np.median(spreads)),
             'max_spread': float(spreads.max()), 'reference_drift': float(max(drift))}
 
@@ -231,9 +231,9 @@ def _measure_all(space, archs: list[dict[str, Any]], what: list[str], metric: st
         measured = time_interleaved([network(i) for i in index], input_shape, options, seed=start)
         timings.extend(measured)
         references.append(measured[0])
-        scale = references[0].median_ms / measured[0].median_ms
+        scale = references[0].ms / measured[0].ms
         for i, timing in zip(index, measured):
-            out[i] = timing.median_ms * (scale if i else 1.0)
+            out[i] = timing.ms * (scale if i else 1.0)
     return out, _stability(timings, references)
 
 

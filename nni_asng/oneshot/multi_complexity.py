@@ -227,8 +227,6 @@ class MultiComplexity(ProbabilisticOneShotStrategy):
         super().__init__(**kwargs)
         if complexity not in METRICS:
             raise ValueError(f'complexity must be one of {METRICS}, got {complexity!r}')
-        if complexity in ('flops', 'latency_ms') and input_shape is None and complexity_table is None:
-            raise ValueError(f'complexity={complexity!r} needs input_shape, the (C, H, W) of one input')
         self.latency = latency_options(latency) if complexity == 'latency_ms' else None
         if method not in METHODS:
             raise ValueError(f'method must be one of {METHODS}, got {method!r}')
