@@ -14,9 +14,10 @@ entry of ``launch.sweep`` (strategy x seed) the trial belongs to.
 Search trials run :func:`~nni_asng.app.runners.runs.run_search` into ``$NNI_OUTPUT_DIR/search`` (the files
 ``nni-asng search`` writes; inside a trial it reports its progress, see :mod:`nni_asng.app.runners.reporter`).
 The final result repeats the last evaluation and says what was exported: ``architectures`` (one, or
-one per ε for multi_complexity, with ``epsilons``), ``architecture_file`` and ``search_time_s``. A
-search stopped by SIGINT/SIGTERM (``nnictl stop`` sends SIGINT) saves ``search/checkpoints/last.ckpt``;
-when the same trial runs again (``nnictl resume``), it continues from there.
+one per ε for multi_complexity, with ``epsilons`` and the measured ``params``/``flops``/``latency_ms`` of each),
+``budget`` (a search with a budget: each export's measured cost and the budget's max), ``architecture_file`` and
+``search_time_s``. A search stopped by SIGINT/SIGTERM (``nnictl stop`` sends SIGINT) saves
+``search/checkpoints/last.ckpt``; when the same trial runs again (``nnictl resume``), it continues from there.
 
 Retraining trials write the architecture to ``$NNI_OUTPUT_DIR/architecture.json`` and run
 :func:`~nni_asng.app.runners.runs.run_retrain` into ``$NNI_OUTPUT_DIR/retrain`` (per-epoch and final test
@@ -122,6 +123,13 @@ def _search_final(cfg, out: Path, arch_file: Path, wall: float) -> dict[str, Any
     if 'architectures' in doc:                      # multi_complexity: one per ε, smallest first
         final['epsilons'] = [row.get('epsilon') for row in doc['architectures']]
         final['params_per_architecture'] = [row.get('params') for row in doc['architectures']]
+        for metric in ('flops', 'latency_ms'):       # a front over another metric: its measured values
+            if any(metric in row for row in doc['architectures']):
+                final[f'{metric}_per_architecture'] = [row.get(metric) for row in doc['architectures']]
+        if any('budget' in row for row in doc['architectures']):
+            final['budget'] = [row.get('budget') for row in doc['architectures']]
+    elif 'budget' in doc:                           # the export's measured cost against the budget
+        final['budget'] = doc['budget']
     final.update(architectures=archs, architecture_file=str(Path(arch_file).resolve()), search_time_s=round(wall, 1))
     return final
 

@@ -149,8 +149,11 @@ def _strategy(cfg: ExperimentConfig, info: DataInfo) -> tuple[StrategyEntry, Any
         args['log_every_n_steps'] = cfg.search.log_every_n_steps
     if 'seed' in params:
         args['seed'] = cfg.seed
-    if entry.name == 'multi_complexity' and args.get('complexity') == 'flops' and 'input_shape' not in args:
+    # The data's input shape: FLOPs and latency need it, and so does a space with lazy modules (one forward pass)
+    if entry.name == 'multi_complexity' and 'input_shape' not in args:
         args['input_shape'] = list(info.input_shape)
+    if isinstance(args.get('budget'), dict) and 'input_shape' not in args['budget']:
+        args['budget'] = {**args['budget'], 'input_shape': list(info.input_shape)}
     try:
         return entry, cls(**args)
     except (ValueError, TypeError) as err:   # the strategies check their hyperparameters

@@ -108,19 +108,30 @@ def plot_distribution(probabilities: Mapping[str, Mapping[Any, float]], path: st
     return _save(fig, Path(path))
 
 
-def plot_complexity(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = '') -> Path | None:
-    """Validation loss (supernet, D_θ batches) vs parameters of the multi-complexity architectures."""
-    points = [r for r in rows if r.get('val_loss') is not None and r.get('params') is not None]
+_METRIC_LABELS = {'params': 'parameters', 'flops': 'FLOPs', 'latency_ms': 'latency (ms)'}
+
+
+def plot_complexity(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = '', metric: str = 'params',
+                    background: Sequence[Mapping[str, Any]] = ()) -> Path | None:
+    """The front of a multi-complexity search: validation loss (supernet, D_θ batches) vs ``metric`` of its N
+    architectures (marked, with their ε), over ``background`` architectures (e.g. random ones) in grey."""
+    points = [r for r in rows if r.get('val_loss') is not None and r.get(metric) is not None]
     if not points:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    xs = [r['params'] for r in points]
+    cloud = [r for r in background if r.get('val_loss') is not None and r.get(metric) is not None]
+    if cloud:
+        ax.scatter([r[metric] for r in cloud], [r['val_loss'] for r in cloud], s=12, color='0.7',
+                   label='random architectures', zorder=1)
+    xs = [r[metric] for r in points]
     ys = [r['val_loss'] for r in points]
-    ax.plot(xs, ys, marker='o')
+    ax.plot(xs, ys, marker='o', color='tab:red', label='exports (one per ε)', zorder=2)
     for r in points:
-        ax.annotate(f"ε={r['epsilon']:g}", (r['params'], r['val_loss']), textcoords='offset points', xytext=(4, 4),
+        ax.annotate(f"ε={r['epsilon']:g}", (r[metric], r['val_loss']), textcoords='offset points', xytext=(4, 4),
                     fontsize=8)
-    ax.set_xlabel('parameters')
+    if cloud:
+        ax.legend(fontsize=8)
+    ax.set_xlabel(_METRIC_LABELS.get(metric, metric))
     ax.set_ylabel('validation loss (supernet weights)')
     ax.grid(alpha=0.3)
     ax.set_title(title or 'multi-complexity: loss vs size', fontsize=10)

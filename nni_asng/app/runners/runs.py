@@ -9,7 +9,8 @@
     probabilities.json     {label: {value: P(value)}} of the final distribution
     distribution.png       heatmap of the final distribution, exported choices framed
     history.png            convergence / entropy / step size per epoch
-    complexity.png         multi_complexity: validation loss vs parameters of the N architectures
+    complexity.png         multi_complexity: the front, validation loss vs its complexity metric (params, flops
+                           or latency_ms, measured) of the N architectures, over random architectures of the space
     summary.json           config, wall time, device, final metrics, versions
     checkpoints/last.ckpt  Lightning checkpoint incl. the search state (``--resume`` continues it)
     logs/metrics.csv       everything logged during the search
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
 import logging
 import math
 import os
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import nni
+import numpy as np
 import torch
 from nni.nas.experiment import NasExperiment
 from pytorch_lightning.callbacks import ModelCheckpoint
@@ -288,16 +291,23 @@ def _write_search_results(cfg, out, exp, parts: assembly.SearchParts, wall, log)
         first = strategy.results()[0]
         chosen = first['architecture']
         distribution_title = f"{cfg.name}: distribution of ε={first['epsilon']:g} (red: its architecture)"
-        plots.plot_complexity(rows, out / 'complexity.png', title=f'{cfg.name}: loss vs parameters')
+        metric = _front_metric(strategy)
+        plots.plot_complexity(rows, out / 'complexity.png', title=f'{cfg.name}: loss vs {metric}', metric=metric,
+                              background=_front_background(parts, metric))
         for r in rows:
             loss = f", val loss {r['val_loss']:.4f}" if r.get('val_loss') is not None else ''
-            log(f"  ε={r['epsilon']:g}: {r['params']:,} parameters{loss}")
+            measured = f", {metric} {r[metric]:.4g}" if metric != 'params' and r.get(metric) is not None else ''
+            log(f"  ε={r['epsilon']:g}: {r['params']:,} parameters{measured}{loss}")
     else:
         with quiet_warnings():
             architecture = exp.export_top_models(formatter='dict')[0]
         extra = {}
         if strategy_e.name in ('advantage_nas', 'reinforce'):
             extra['exports'] = {mode: strategy.export_architectures(mode) for mode in ('argmax', 'process_best')}
+        budget = strategy.budget_report() if hasattr(strategy, 'budget_report') else []
+        if budget:
+            extra['budget'] = budget[0]
+            log(f"  within budget: {budget[0]['metric']} measured {budget[0]['measured']:.6g} <= {budget[0]['max']:g}")
         arch_file = write_json(out / 'architecture.json', _arch_document(cfg, architecture=architecture, **extra))
         architectures = [architecture]
         chosen = architecture
@@ -313,18 +323,52 @@ def _multi_complexity_rows(parts: assembly.SearchParts) -> list[dict[str, Any]]:
     loss of the trained supernet on a few D_θ batches; smallest network first."""
     strategy, data = parts.strategy, parts.data
     results = strategy.results()
-    metric = strategy.complexity_table.metric if strategy.complexity_table is not None else 'params'
+    metric = _front_metric(strategy)
     losses = _supernet_losses(strategy, [r['architecture'] for r in results], data.val,
                               parts.settings.evaluate_batches)
+    budget = {_arch_key(r['architecture']): r for r in strategy.budget_report()}
     rows = []
     for r, loss in zip(results, losses):
         arch = r['architecture']
         with quiet_warnings():
             params = count_parameters(parts.space_entry.build_fixed(arch, parts.space_args, data.info))
-        rows.append({'epsilon': r['epsilon'], 'params': params, f'predicted_{metric}': r.get(metric),
-                     'val_loss': loss, 'architecture': arch})
-    rows.sort(key=lambda row: (row['params'], row['epsilon']))
+            row = {'epsilon': r['epsilon'], 'params': params, f'predicted_{metric}': r.get(metric),
+                   'val_loss': loss, 'architecture': arch}
+            if metric != 'params':               # measured on the search space's network, as the table was
+                row[metric] = strategy.complexity_table.measure(parts.space, arch)
+        if _arch_key(arch) in budget:
+            row['budget'] = budget[_arch_key(arch)]
+        rows.append(row)
+    rows.sort(key=lambda row: (row[metric], row['epsilon']))
     return rows
+
+
+def _arch_key(arch: dict[str, Any]) -> str:
+    return json.dumps(arch, sort_keys=True, default=str)
+
+
+def _front_metric(strategy) -> str:
+    table = getattr(strategy, 'complexity_table', None)
+    return table.metric if table is not None else 'params'
+
+
+FRONT_BACKGROUND = 24
+"""Random architectures drawn beside the N exports of a multi-complexity search, for its front plot."""
+
+
+def _front_background(parts: assembly.SearchParts, metric: str) -> list[dict[str, float]]:
+    """(predicted complexity, supernet validation loss) of :data:`FRONT_BACKGROUND` uniformly drawn architectures:
+    the cloud the front of ``complexity.png`` is drawn over."""
+    strategy = parts.strategy
+    table, encoding = strategy.complexity_table, strategy.encoding
+    try:
+        rows = encoding.distribution().sample(FRONT_BACKGROUND, np.random.default_rng(0))
+        archs = [encoding.to_architecture(r) for r in rows]
+        losses = _supernet_losses(strategy, archs, parts.data.val, parts.settings.evaluate_batches)
+        return [{metric: table.predict(a), 'val_loss': v} for a, v in zip(archs, losses) if v is not None]
+    except Exception as err:   # noqa: BLE001 - the plot's background is a bonus
+        _logger.warning('could not evaluate random architectures for the front plot: %s', err)
+        return []
 
 
 @torch.no_grad()
