@@ -46,3 +46,17 @@ def test_a_latency_front_from_one_search(user_module, tmp_path):
     assert len(rows) == 2 and all(r['latency_ms'] > 0 and r['predicted_latency_ms'] > 0 for r in rows)
     assert [r['latency_ms'] for r in rows] == sorted(r['latency_ms'] for r in rows)
     assert (result.output / 'complexity.png').stat().st_size > 0
+
+
+@pytest.mark.parametrize('name', ['budget_latency_nb201_fashion_mnist', 'multi_complexity_latency_nb201_fashion_mnist'])
+def test_the_budget_and_front_configs_load(name):
+    from pathlib import Path
+    cfg = load_config(Path(__file__).resolve().parents[1] / 'experiments' / 'configs' / f'{name}.yaml')
+    args = cfg.strategy.args
+    assert (args.get('budget') or {}).get('metric') == 'latency_ms' or args.get('complexity') == 'latency_ms'
+
+
+def test_a_bad_budget_in_a_config_is_named(user_module, tmp_path):
+    from nni_asng.app import ConfigError
+    with pytest.raises(ConfigError, match=r"strategy.args: .*budget metric must be one of .*'watts'"):
+        load_config(write_config(tmp_path / 'c.yaml', strategy__args={'budget': {'metric': 'watts', 'max': 1}}))
