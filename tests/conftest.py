@@ -46,7 +46,7 @@ def private_nni_manifest(request, tmp_path_factory):
 @pytest.fixture(autouse=True, scope='module')
 def one_torch_thread(request):
     """Tiny tensors: one intra-op thread avoids OpenMP oversubscription on busy 2-core machines.
-    (The core tier never imports torch.)"""
+    (The core tier imports torch only where a test compares with it: test_policy_gradient's Adam reference.)"""
     if request.module.__name__.rpartition('.')[2] in CORE:
         yield
         return

@@ -1,7 +1,8 @@
 """How nni-asng installs into a user's environment (issue: "a library that drops into the NNI environment").
 
 * The ask/tell core (``nni_asng.distributions``, ``nni_asng.optimizers``) imports and runs with numpy alone:
-  a subprocess blocks ``nni``, ``torch`` and ``pytorch_lightning`` and runs ASNG.
+  a subprocess blocks ``nni``, ``torch`` and ``pytorch_lightning`` and runs ASNG, AdvantageNAS's and REINFORCE's
+  optimisers (their Adam is numpy's too).
 * The built wheel declares ranges, not pins: pip's resolver, asked to install it into an environment that
   already holds another supported torch (a metadata-only stand-in for torch 2.11.0, the GPU image's), keeps
   that torch; with an unsupported one (2.16.0) it would replace it (the control that shows the check can fail).
@@ -45,6 +46,17 @@ for _ in range(300):
     x = opt.ask()
     opt.tell(x, (x != 0).sum(axis=1).astype(float))
 assert list(opt.most_likely()) == [0, 0, 0, 0], opt.most_likely()
+from nni_asng.optimizers.policy_gradient import AdvantageOptimizer, ReinforceOptimizer, SoftmaxCategoricalPolicy
+advantage = AdvantageOptimizer(SoftmaxCategoricalPolicy([3, 4]), lr=0.1, total_steps=20, seed=0)
+reinforce = ReinforceOptimizer(SoftmaxCategoricalPolicy([3, 4]), lr=0.1, total_steps=20, seed=0)
+for _ in range(20):
+    row = advantage.ask()[0]
+    assert advantage.tell(row, float((row != 0).sum()), -(row != 0).astype(float))
+    row = reinforce.ask()[0]
+    assert reinforce.tell(row, float((row != 0).sum()))
+for opt in (advantage, reinforce):
+    assert opt.updates == 20 and isinstance(opt.policy.logits, np.ndarray)
+    assert np.all(np.isfinite(opt.policy.logits)) and not np.allclose(opt.policy.logits, 1.0)
 loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('nni', 'torch', 'pytorch_lightning'))
 assert not loaded, loaded
 print('ok')

@@ -39,7 +39,7 @@ def search(folder, make_strategy, crash=None, ckpt_path=None, epochs=3):
 def state_of(strategy):
     optimizer = strategy.searcher.optimizer
     if hasattr(optimizer, 'policy'):
-        return optimizer.policy.logits.detach().numpy().copy()
+        return optimizer.policy.logits.copy()
     if hasattr(optimizer, 'distributions'):
         return np.concatenate([d.theta for d in optimizer.distributions])
     return optimizer.theta.copy()

@@ -27,7 +27,7 @@ def test_search_runs_and_moves_the_policy(make, tmp_path):
     strategy.encoding.validate(arch)
     optimizer = strategy.searcher.optimizer
     assert optimizer.updates == 6
-    assert not torch.allclose(optimizer.policy.logits.detach(), torch.ones_like(optimizer.policy.logits))
+    assert not np.allclose(optimizer.policy.logits, 1.0)
     metrics = strategy.oneshot_module.trainer.callback_metrics
     assert {'arch/convergence', 'arch/entropy', 'arch/lr', 'arch/arch_loss'} <= set(metrics)
 

@@ -1,4 +1,4 @@
-"""Ask/tell architecture optimizers (numpy/torch only, no NNI, no Lightning)."""
+"""Ask/tell architecture optimizers (numpy only: no torch, NNI or Lightning)."""
 from .adam import NaturalGradientAdam
 from .asng import ASNG
 from .base import NaturalGradientOptimizer

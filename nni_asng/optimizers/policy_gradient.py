@@ -4,17 +4,17 @@ advantagenas §4.1: every variable i follows a categorical with probabilities μ
 softmax(θ_i) (Eq. 2), θ initialised to ones. With reward r = −loss, the gradient of ln p_θ(a)
 w.r.t. θ_i is a_i − μ_i(θ_i). REINFORCE (Eq. 4, Appendix C) ascends (r − b)(a − μ(θ)) with an
 EMA baseline b; AdvantageNAS (Eq. 6–7, Algorithm 1) ascends A_i (a_i − μ_i(θ_i)) per variable
-with a per-variable advantage A_i. Either direction is applied by a standard torch optimiser
-(Adam β = (0.5, 0.999), weight decay, gradient clipping; advantagenas Appendix D).
+with a per-variable advantage A_i. Either direction is applied by Adam (β = (0.5, 0.999), weight decay,
+gradient clipping, cosine-annealed learning rate; advantagenas Appendix D), in numpy (:mod:`.policy_adam`).
 """
 from __future__ import annotations
 
-import copy
 import math
 from typing import Sequence
 
 import numpy as np
-import torch
+
+from .policy_adam import PolicyAdam, clip_by_norm
 
 
 class SoftmaxCategoricalPolicy:
@@ -37,7 +37,7 @@ class SoftmaxCategoricalPolicy:
         left = np.add.reduceat(~self.excluded, self.offsets[:-1])
         if np.any(left == 0):
             raise ValueError(f'excluding categories leaves variable(s) {np.flatnonzero(left == 0).tolist()} empty')
-        self.logits = torch.nn.Parameter(torch.full((int(k.sum()),), float(init), dtype=torch.float64))
+        self.logits = np.full(int(k.sum()), float(init), dtype=np.float64)     # θ, flat
 
     @property
     def num_variables(self) -> int:
@@ -45,7 +45,7 @@ class SoftmaxCategoricalPolicy:
 
     def probabilities(self) -> np.ndarray:
         """μ(θ): flat softmax probabilities per variable."""
-        logits = self.logits.detach().numpy().copy()
+        logits = self.logits.copy()
         logits[self.excluded] = -np.inf
         shifted = logits - np.maximum.reduceat(logits, self.offsets[:-1])[self._variable_of]
         e = np.exp(shifted)
@@ -63,7 +63,7 @@ class SoftmaxCategoricalPolicy:
 
     def score(self, row: np.ndarray) -> np.ndarray:
         """∇_θ ln p_θ(a) = a − μ(θ) (advantagenas §4.2), flat."""
-        one_hot = np.zeros(self.logits.numel())
+        one_hot = np.zeros(self.logits.size)
         one_hot[self.offsets[:-1] + np.asarray(row, dtype=np.int64).reshape(-1)] = 1.0
         return one_hot - self.probabilities()
 
@@ -88,7 +88,7 @@ class SoftmaxCategoricalPolicy:
 
 class PolicyGradientOptimizer:
     """ask/tell skeleton: sample one architecture, turn its evaluation into an ascent direction,
-    apply it with Adam (plus optional cosine annealing and gradient clipping).
+    apply it with Adam (plus optional cosine annealing and gradient clipping; :mod:`.policy_adam`).
 
     Parameters
     ----------
@@ -120,7 +120,7 @@ class PolicyGradientOptimizer:
         self.grad_clip = grad_clip
         self.gamma = float(gamma)
         self.rng = np.random.default_rng(seed)
-        self.torch_optimizer = torch.optim.Adam([policy.logits], lr=lr, betas=betas, weight_decay=weight_decay)
+        self.adam = PolicyAdam(policy.logits.size, betas=betas, weight_decay=weight_decay)
         self.total_steps = total_steps
         self.baseline: float | None = None
         self.iteration = 0
@@ -137,7 +137,7 @@ class PolicyGradientOptimizer:
         self.total_steps = total_steps
 
     def _apply(self, ascent: np.ndarray) -> bool:
-        """θ ← Adam step along +ascent (the torch optimiser minimises −ascent); returns whether θ moved.
+        """θ ← Adam step along +ascent (Adam descends along the gradient −ascent); returns whether θ moved.
 
         A non-finite ascent (r − b overflowed for losses near ±1.8e308) is skipped like a NaN loss.
         """
@@ -145,13 +145,10 @@ class PolicyGradientOptimizer:
         if not np.all(np.isfinite(ascent)):
             self.skipped_nonfinite += 1
             return False
-        self.torch_optimizer.zero_grad()
-        self.policy.logits.grad = torch.from_numpy(-ascent)
+        gradient = -ascent
         if self.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_([self.policy.logits], self.grad_clip)
-        for group in self.torch_optimizer.param_groups:
-            group['lr'] = self._current_lr()
-        self.torch_optimizer.step()
+            gradient = clip_by_norm(gradient, self.grad_clip)
+        self.adam.step(self.policy.logits, gradient, self._current_lr())
         self.updates += 1
         return True
 
@@ -171,14 +168,18 @@ class PolicyGradientOptimizer:
         return advantage
 
     def state_dict(self) -> dict:
-        return {'logits': self.policy.logits.detach().clone(), 'adam': copy.deepcopy(self.torch_optimizer.state_dict()),
+        return {'logits': self.policy.logits.copy(), 'adam': self.adam.state_dict(),
                 'rng': self.rng.bit_generator.state, 'baseline': self.baseline, 'iteration': self.iteration,
                 'updates': self.updates, 'skipped_nonfinite': self.skipped_nonfinite, **self._extra_state()}
 
     def load_state_dict(self, state: dict) -> None:
-        with torch.no_grad():
-            self.policy.logits.copy_(torch.as_tensor(state['logits'], dtype=torch.float64))
-        self.torch_optimizer.load_state_dict(state['adam'])
+        """Also reads a checkpoint written while θ was a torch tensor stepped by torch's Adam (its ``logits``
+        tensor and Adam state dict are converted; torch is not imported)."""
+        logits = np.array(state['logits'], dtype=np.float64).reshape(-1)
+        if logits.shape != self.policy.logits.shape:
+            raise ValueError(f'checkpoint θ has {logits.size} entries, the policy {self.policy.logits.size}')
+        self.adam.load_state_dict(state['adam'])
+        self.policy.logits[:] = logits
         self.rng.bit_generator.state = state['rng']
         self.baseline = state['baseline']
         self.iteration, self.updates = int(state['iteration']), int(state['updates'])
@@ -220,8 +221,8 @@ class AdvantageOptimizer(PolicyGradientOptimizer):
 
     def __init__(self, policy: SoftmaxCategoricalPolicy, zero: np.ndarray | None = None, **kwargs):
         super().__init__(policy, **kwargs)
-        self.zero = np.zeros(policy.logits.numel(), dtype=bool) if zero is None else np.asarray(zero, dtype=bool)
-        self.ema = np.zeros(policy.logits.numel())
+        self.zero = np.zeros(policy.logits.size, dtype=bool) if zero is None else np.asarray(zero, dtype=bool)
+        self.ema = np.zeros(policy.logits.size)
 
     def tell(self, row: np.ndarray, loss: float, advantages: np.ndarray) -> bool:
         if not self._finite(loss):

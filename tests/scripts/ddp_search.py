@@ -74,7 +74,7 @@ def main(out: Path, which: str, devices: int) -> None:
     finally:
         exp.stop()
     optimizer = strategy.searcher.optimizer
-    theta = optimizer.policy.logits.detach().tolist() if which == 'advantage' else optimizer.theta.tolist()
+    theta = optimizer.policy.logits.tolist() if which == 'advantage' else optimizer.theta.tolist()
     rank = int(os.environ.get('LOCAL_RANK', 0))
     (out / f'theta_rank{rank}_of{devices}.json').write_text(json.dumps({'theta': theta, 'updates': optimizer.updates}))
 
