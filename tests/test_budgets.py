@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 import torch.nn as nn
 from hypothesis import given, settings, strategies as st
 from nni.nas.hub.pytorch import NasBench201
@@ -116,6 +117,11 @@ def test_budget_refuses_bad_input_clearly():
         Budget.parse({'metric': 'latency_ms', 'max': 3, 'latency': {'repeats': 1}})
     with pytest.raises(ValueError, match='finite number > 0'):
         nni_asng.ASNG(budget={'metric': 'params', 'max': -1})
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match='CUDA is not available'):
+            LatencyOptions(device='cuda')
+    with pytest.raises(ValueError, match="latency device must be 'cpu' or 'cuda"):
+        LatencyOptions(device='tpu')
 
 
 # ---------------------------------------------------------------------------- latency and lazy modules
@@ -224,3 +230,25 @@ def test_front_plot_marks_the_exports(tmp_path):
     path = plot_complexity(rows, tmp_path / 'front.png', metric='latency_ms', background=cloud)
     assert path is not None and path.stat().st_size > 0
     assert plot_complexity(rows, tmp_path / 'none.png', metric='flops') is None     # no flops: nothing drawn
+
+
+@pytest.mark.parametrize('name', ['asng', 'reinforce', 'multi_complexity'])
+def test_the_search_state_carries_the_measured_tables(name, tmp_path):
+    """Ranks of a multi-process search take rank 0's state, a resumed search its own: with the tables in it, they
+    rank with the same (latency) table rather than one measured again."""
+    strategy = STRATEGIES[name](seed=0, budget={'metric': 'params', 'max': 440, 'input_shape': INPUT})
+    run_strategy(LazyToy(), strategy, tmp_path, INPUT, n=16, batch_size=8, max_epochs=2)
+    searcher = searcher_again = strategy.searcher
+    state = searcher.state_dict()
+    table = searcher.budget.table
+    saved = table.per_category.copy()
+    table.per_category = table.per_category + 7.0
+    if name == 'multi_complexity':
+        searcher.complexity.base += 3.0
+        searcher.optimizer.complexity = searcher.optimizer.complexity * 0
+    searcher_again.load_state_dict(state)
+    np.testing.assert_array_equal(searcher.budget.table.per_category, saved)
+    if name == 'multi_complexity':
+        assert searcher.complexity.base == state['complexity_table']['base'] and searcher.optimizer.complexity.any()
+    with pytest.raises(ValueError, match='cannot replace'):
+        table.load_state({**state['budget_table'], 'metric': 'flops'})

@@ -55,6 +55,18 @@ class ComplexityTable:
     latency: LatencyOptions | None = None           # how 'latency_ms' was timed
     stability: dict[str, float] = field(default_factory=dict)   # 'latency_ms': spread of the timings
 
+    def state(self) -> dict[str, Any]:
+        """R(b) and c as plain numbers (a search's state: every rank and a resumed run rank with one table)."""
+        return {'metric': self.metric, 'base': float(self.base), 'per_category': [float(v) for v in self.per_category]}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Take R(b) and c from :meth:`state` (the same metric, the same number of categories)."""
+        per_category = np.asarray(state['per_category'], dtype=float)
+        if state['metric'] != self.metric or per_category.shape != self.per_category.shape:
+            raise ValueError(f"a {state['metric']} table of {per_category.size} categories cannot replace this "
+                             f'{self.metric} table of {self.per_category.size}')
+        self.base, self.per_category = float(state['base']), per_category
+
     def smallest(self) -> float:
         """min_M predict(M) = R(b) + Σ_d min_k c_{d,k}."""
         offsets = self.encoding.category_offsets()[:-1]

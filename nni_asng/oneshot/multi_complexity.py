@@ -163,11 +163,17 @@ class MultiComplexitySearcher(ArchitectureSearcher):
         return categorical_probabilities(self.encoding, self.optimizer.distributions[0].theta)
 
     def state_dict(self) -> dict:
-        return {'optimizer': self.optimizer.state_dict(), 'pending': self._pending}
+        return {'optimizer': self.optimizer.state_dict(), 'pending': self._pending, **self.tables_state(),
+                'complexity_table': self.complexity.state(),
+                'complexity_normalised': [float(v) for v in self.optimizer.complexity]}
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state['optimizer'])
         self._pending = state.get('pending')
+        self.load_tables_state(state)
+        if 'complexity_table' in state:           # the regulariser's c, as rank 0 / the first run measured it
+            self.complexity.load_state(state['complexity_table'])
+            self.optimizer.complexity = np.asarray(state['complexity_normalised'], dtype=float)
 
 
 class MultiComplexity(ProbabilisticOneShotStrategy):

@@ -124,7 +124,8 @@ class PolicyGradientSearcher(ArchitectureSearcher):
         return categorical_probabilities(self.encoding, self.optimizer.policy.probabilities())
 
     def state_dict(self) -> dict:
-        state = {'optimizer': self.optimizer.state_dict(), 'best_row': self.best_row, 'best_loss': self.best_loss}
+        state = {'optimizer': self.optimizer.state_dict(), 'best_row': self.best_row, 'best_loss': self.best_loss,
+                 **self.tables_state()}
         if self.penalty is not None:
             state['budget_penalty'] = self.penalty.state_dict()
         return state
@@ -132,6 +133,7 @@ class PolicyGradientSearcher(ArchitectureSearcher):
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state['optimizer'])
         self.best_row, self.best_loss = state['best_row'], float(state['best_loss'])
+        self.load_tables_state(state)
         if 'budget_penalty' in state and self.budget is not None:
             self.penalty = BudgetPenalty(self.budget.limit)
             self.penalty.load_state_dict(state['budget_penalty'])

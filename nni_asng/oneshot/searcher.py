@@ -108,6 +108,16 @@ class ArchitectureSearcher:
         """Per exported architecture, the flat categorical probabilities it is the argmax of."""
         raise NotImplementedError(f'{type(self).__name__} cannot export within a budget')
 
+    def tables_state(self) -> dict:
+        """The measured tables the search ranks with (part of :meth:`state_dict`): a latency table differs from
+        one measurement to the next, so the ranks of a multi-process search take rank 0's and a resumed search
+        its own."""
+        return {} if self.budget is None else {'budget_table': self.budget.table.state()}
+
+    def load_tables_state(self, state: dict) -> None:
+        if self.budget is not None and 'budget_table' in state:
+            self.budget.table.load_state(state['budget_table'])
+
     def phase(self, epoch: int, step: int = 0) -> Phase:
         """What weight step ``step`` (0-based over the run) of ``epoch`` does."""
         return Phase()
@@ -222,8 +232,9 @@ class NaturalGradientSearcher(ArchitectureSearcher):
         return categorical_probabilities(self.encoding, self.optimizer.theta)
 
     def state_dict(self) -> dict:
-        return {'optimizer': self.optimizer.state_dict(), 'pending': self._pending}
+        return {'optimizer': self.optimizer.state_dict(), 'pending': self._pending, **self.tables_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state['optimizer'])
         self._pending = state.get('pending')
+        self.load_tables_state(state)
