@@ -18,7 +18,7 @@ warnings.filterwarnings('ignore', message='.*is found to be not a nn.Module.*', 
 __version__ = '0.1.0'
 __all__ = ['ASNG', 'PDAS', 'SNG', 'AdvantageNAS', 'Reinforce', 'MultiComplexity', 'measure_complexity',
            'ComplexityError', 'SearchSpaceEncoding', 'UnsupportedSpaceError', 'ArchitectureError',
-           'NonFiniteLossError']
+           'NonFiniteLossError', 'Budget', 'BudgetError', 'LatencyOptions']
 
 
 def __getattr__(name: str):
