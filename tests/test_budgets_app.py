@@ -60,3 +60,34 @@ def test_a_bad_budget_in_a_config_is_named(user_module, tmp_path):
     from nni_asng.app import ConfigError
     with pytest.raises(ConfigError, match=r"strategy.args: .*budget metric must be one of .*'watts'"):
         load_config(write_config(tmp_path / 'c.yaml', strategy__args={'budget': {'metric': 'watts', 'max': 1}}))
+
+
+def test_a_search_trial_of_a_latency_front_reports_each_export(user_module, tmp_path, monkeypatch):
+    """The pipeline's search trial of a front over latency: its final result holds each export's measured latency,
+    and the sweep plans one retraining per export, as for a front over parameters."""
+    import nni.trial
+    from nni.runtime import trial_command_channel as channels
+
+    from nni_asng.app.cli import main
+    from nni_asng.app.experiment.sweep import exported_count
+    from pipeline_harness import FakeTrialChannel
+    monkeypatch.setenv('NNI_PLATFORM', 'local')
+    monkeypatch.setenv('NNI_OUTPUT_DIR', str(tmp_path / 'trial'))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'trial').mkdir()
+    monkeypatch.setattr(nni.trial, '_params', None)
+    saved = channels._channel
+    args = {'epsilons': [0.0, 30.0], 'weight_epochs': 1, 'theta_epochs': 1, 'complexity': 'latency_ms',
+            'latency': {'warmup': 2, 'repeats': 5}}
+    write_config(tmp_path / 'config.yaml', search__epochs=2, strategy={'name': 'multi_complexity', 'args': args})
+    fake = FakeTrialChannel({'phase': 'search', 'search': 'multi_complexity-seed0', 'strategy': 'multi_complexity',
+                             'seed': 0, 'config': 'config.yaml'})
+    channels.set_default_trial_command_channel(fake)
+    try:
+        assert main(['trial']) == 0
+    finally:
+        channels._channel = saved
+    [final] = fake.final()
+    assert len(final['architectures']) == 2 and sorted(final['epsilons']) == [0.0, 30.0]
+    assert len(final['latency_ms_per_architecture']) == 2 and all(v > 0 for v in final['latency_ms_per_architecture'])
+    assert exported_count(load_config(tmp_path / 'config.yaml')) == 2
