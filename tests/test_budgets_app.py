@@ -31,7 +31,8 @@ def test_a_budget_no_architecture_meets_stops_the_run_naming_the_smallest(user_m
     from nni_asng.app import run_search
     cfg = load_config(write_config(tmp_path / 'c.yaml', search__epochs=1,
                                    strategy__args={'budget': {'metric': 'params', 'max': 50}}))
-    with pytest.raises(Exception, match='smallest achievable is 60 parameters'):
+    from nni_asng.app import ConfigError
+    with pytest.raises(ConfigError, match='strategy.args: no architecture .* smallest achievable is 60 parameters'):
         run_search(cfg, tmp_path / 'search', log=lambda m: None)
 
 
