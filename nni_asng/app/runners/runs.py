@@ -50,6 +50,8 @@ from pytorch_lightning.loggers import CSVLogger
 
 from ...evaluators.classification import in_nni_trial
 from ...model_size import count_parameters
+from ...oneshot.budget import BudgetError
+from ...oneshot.complexity import ComplexityError
 from ..config.errors import ArchitectureFileError, ConfigError, SearchInterrupted, UserError
 from ..config.loading import dump_config, load_config
 from ..config.registry import space_entry
@@ -228,6 +230,8 @@ def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *
                 summary.update(checkpoint=str(err.checkpoint), global_step=err.step, epochs=err.epoch)
             write_json(out / 'summary.json', summary)
             _save_partial(strategy, strategy_e, out)
+        if isinstance(err, (BudgetError, ComplexityError)):      # the config's budget or space: the user's to fix
+            raise ConfigError(f'{cfg.source}: strategy.args: {err}') from err
         raise
     finally:
         with contextlib.suppress(Exception):
