@@ -138,6 +138,9 @@ def test_searches_run_as_trials_then_their_retraining(enas_pipeline):
         assert f'search {key} (SUCCEEDED' in stdout
     assert rest(port, '/check-status')['status'] == 'DONE'
     assert rest(port, '/experiment')['params']['maxTrialNumber'] == 4
+    # `nnictl experiment list` shows this experiment only: the search trials registered none of their own
+    manifest = json.loads((Path(launch.env['HOME']) / 'nni-experiments' / '.experiment').read_text())
+    assert list(manifest) == [launch.record['id']] and manifest[launch.record['id']]['port'] == port, manifest
 
     # each search trial's folder holds what `nni-asng search` writes
     working = Path(launch.record['working_directory'])
@@ -166,10 +169,13 @@ def test_search_trials_report_every_epoch(enas_pipeline):
             assert [r['epoch'] for r in reports] == [0, 1], 'one intermediate result per epoch'
             step = 'delta' if p['strategy'] == 'asng' else 'eta'
             for r in reports:
-                assert 0.0 <= r['default'] <= 1.0 and r['loss'] > 0 and r['params'] > 0
+                assert 0.0 <= r['argmax_acc'] <= 1.0 and r['loss'] > 0 and r['params'] > 0 and 'default' not in r
                 assert r['entropy'] > 0 and 0.0 < r['mean_max_prob'] <= 1.0 and r['step_size'] > 0, (step, r)
+            [final] = metrics(port, job['trialJobId'], 'FINAL')
+            assert 'default' not in final and final['argmax_acc'] == reports[-1]['argmax_acc']
         else:
             assert [r['epoch'] for r in reports] == [0], 'retraining: the test accuracy per epoch'
+            assert all(0.0 <= r['default'] <= 1.0 for r in reports + metrics(port, job['trialJobId'], 'FINAL'))
 
 
 def test_launch_yml_runs_with_nnictl(enas_pipeline):
@@ -186,8 +192,10 @@ def test_launch_yml_runs_with_nnictl(enas_pipeline):
 
 
 def test_web_ui_lists_search_and_retraining_trials(enas_pipeline, tmp_path):
-    """The real page in headless Chromium: the trial table, a search and a retraining trial's parameters,
-    the search trial's intermediate results; plus a screenshot."""
+    """The real page in headless Chromium, opened as ``nni-asng launch`` prints it (``logs/trials.html``): every
+    row of the trial table shows its phase, search, strategy and seed without being expanded, and a default metric
+    for retraining trials only (so the overview's best metric is a retrained test accuracy); a search and a
+    retraining trial's parameters, the search trial's intermediate results; plus a screenshot."""
     if not Path(shutil.which('chromium') or '/usr/bin/chromium').is_file():
         pytest.skip('chromium is not installed')
     from webui_browser import trials_page
@@ -198,15 +206,29 @@ def test_web_ui_lists_search_and_retraining_trials(enas_pipeline, tmp_path):
     search = next(j['trialJobId'] for j in jobs if job_parameters(j)['phase'] == 'search')
     retrain = next(j for j in jobs if job_parameters(j)['phase'] == 'retrain')
     screenshot = tmp_path / 'web_ui_search_trial.png'
+    assert launch.record['trials_url'] == launch.record['url'] + 'logs/trials.html'
+    assert f"web UI: {launch.record['trials_url']}" in launch.result.stdout
     page = trials_page(launch.record['url'], ids, expand=[search, retrain['trialJobId']], chart=search,
-                       screenshot=screenshot)
+                       screenshot=screenshot, page='logs/trials.html', overview=True)
     assert all(i in page['table'] for i in ids) and 'SUCCEEDED' in page['table']
+    columns = ['Trial No.', 'ID', 'Duration', 'Status', 'Default metric', 'phase (space)', 'strategy (space)',
+               'seed (space)', 'search (space)']                 # the experiment's search space first, then the rest
+    assert page['columns'][:9] == columns, page['columns']
+    for job in jobs:                                               # each row as shown; its icons are private-use glyphs
+        cells = [c for c in page['collapsed'][job['trialJobId']].split('\n')
+                 if c.strip() and not '\ue000' <= c <= '\uf8ff']
+        row, p = dict(zip(columns, cells)), job_parameters(job)
+        assert [row[c] for c in columns[5:]] == [p['phase'], p['strategy'], str(p['seed']), p['search']], (p, cells)
+        assert row['Default metric'].endswith('(FINAL)') == (p['phase'] == 'retrain'), ('retraining only', p, cells)
+    best = max(decode(j['finalMetricData'][0]['data'])['default'] for j in jobs if job_parameters(j)['phase'] ==
+               'retrain')
+    assert re.search(rf'{best:.6f}\s*Best metric', page['overview']), page['overview']
     search_row = re.sub(r'\s+', '', page['rows'][search])
     assert 'phase:"search"' in search_row and 'strategy:' in search_row and 'seed:0' in search_row
     retrain_row = re.sub(r'\s+', '', page['rows'][retrain['trialJobId']])
     label = next(iter(job_parameters(retrain)['architecture']))
     assert 'phase:"retrain"' in retrain_row and 'architecture:' in retrain_row and label in retrain_row
-    assert 'Intermediate results' in page['dialog']
+    assert 'Intermediate results' in page['dialog'] and 'argmax_acc' in page['dialog']
     assert len(metrics(launch.port, search, 'PERIODICAL')) >= 2, 'the curve has a point per epoch'
 
     import matplotlib.image

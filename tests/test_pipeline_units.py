@@ -129,6 +129,26 @@ def test_advisor_hands_out_searches_then_their_retraining(user_module, tmp_path)
     assert rest.max_trial_updates[-1] == 3 + 2 == advisor.issued
 
 
+@pytest.mark.parametrize('strategy, exported', [({'name': 'asng'}, 2),
+                                                ({'name': 'multi_complexity', 'args': {'epsilons': [0, 0.5, 1]}}, 2)])
+def test_advisor_sets_max_trials_to_what_a_search_exported(user_module, tmp_path, strategy, exported):
+    """A search that exports more (or fewer) architectures than planned changes maxTrialNumber at once: NNI ends the
+    experiment when that many trials ran, so a stale number cuts the retraining short or never ends it."""
+    path = write_config(tmp_path / 'c.yaml', strategy=strategy, launch__sweep={'seeds': [0, 1]}, retrain__seeds=[0, 1])
+    planned = 3 if strategy['name'] == 'multi_complexity' else 1
+    rest = FakeRest(tmp_path)
+    advisor = make_advisor(path, rest)
+    advisor.handle_initialize({})
+    assert rest.max_trial_updates == [2 * (1 + planned * 2)]
+    advisor.handle_request_trial_jobs(2)
+    new_trials(advisor)
+    final = {'architectures': [{'op': 'conv3', 'act': 'tanh'}, {'op': 'pool', 'act': 'relu'}][:exported]}
+    advisor.handle_report_metric_data({'type': 'FINAL', 'parameter_id': 0, 'value': json.dumps(final)})
+    assert rest.max_trial_updates[-1] == 2 + exported * 2 + planned * 2, 'the first search\'s retraining as exported'
+    advisor.handle_request_trial_jobs(10)
+    assert len(new_trials(advisor)) == exported * 2
+
+
 def test_advisor_resumes_from_the_experiments_trials(user_module, tmp_path):
     from nni_asng.app.experiment.sweep import retrain_parameters, search_parameters, search_specs
     path = write_config(tmp_path / 'c.yaml', launch__sweep={'seeds': [0, 1, 2]}, retrain__seeds=[0, 1])
@@ -160,6 +180,17 @@ def test_advisor_resumes_from_the_experiments_trials(user_module, tmp_path):
     assert rest.max_trial_updates[-1] == 4 + 1 + 2     # earlier trials + the missing one + seed1's retraining
     advisor.handle_report_metric_data({'type': 'FINAL', 'parameter_id': 1, 'value': json.dumps(final)})
     assert [t['parameters']['search_seed'] for t in new_trials(advisor)] == [1, 1]
+
+
+def test_advisor_writes_the_trial_table_page(user_module, tmp_path, monkeypatch):
+    """<web UI>/logs/trials.html: NNI serves the experiment's log folder (NNI_LOG_DIRECTORY) there; the page sets the
+    table's columns and opens it (what it shows: test_pipeline.py, in Chromium)."""
+    from nni_asng.app.experiment.webui import COLUMNS
+    monkeypatch.setenv('NNI_LOG_DIRECTORY', str(tmp_path))
+    make_advisor(write_config(tmp_path / 'c.yaml'), FakeRest(tmp_path)).handle_initialize({})
+    page = (tmp_path / 'trials.html').read_text()
+    assert json.dumps(COLUMNS) in page and "location.replace('../detail')" in page
+    assert COLUMNS[-4:] == ['space/phase', 'space/strategy', 'space/seed', 'space/search']
 
 
 def test_advisor_reports_a_broken_config(tmp_path):
@@ -195,25 +226,54 @@ def trial_env(tmp_path, monkeypatch):
     channels._channel = saved
 
 
-def test_search_trial_reports_every_epoch_and_what_it_exported(user_module, tmp_path, trial_env):
+def argmax_checks(monkeypatch) -> list[tuple[dict, dict, dict]]:
+    """Wraps every report of a search trial: (the record, the metrics of the path that was active before the report
+    -- the last one sampled --, the metrics of the argmax architecture activated here, by the test itself)."""
+    from nni_asng.app.runners.reporter import SearchTrialReporter, evaluate_architecture
+    report, checks = SearchTrialReporter.report, []
+
+    def checked(self, trainer, module):
+        sampled = evaluate_architecture(module, None, self.loader, self.task, self.batches)   # leaves the search as is
+        record = report(self, trainer, module)
+        module.activate(module.encoding.to_architecture(module.searcher.most_likely_rows()[0]))
+        checks.append((record, sampled, evaluate_architecture(module, None, self.loader, self.task, self.batches)))
+        return record
+    monkeypatch.setattr(SearchTrialReporter, 'report', checked)
+    return checks
+
+
+def test_search_trial_reports_every_epoch_and_what_it_exported(user_module, tmp_path, trial_env, monkeypatch):
+    """What the web UI plots of a search trial: the argmax architecture's accuracy on D_θ (not the path sampled
+    last), at every 3rd step and every epoch's end, under a key of its own (no ``default``: that is the retrained
+    test accuracy alone); and no NNI experiment of its own in NNI's manifest (``nnictl experiment list``)."""
+    from nni.tools.nnictl.config_utils import Experiments
+
     from nni_asng.app.cli import main
     write_config(tmp_path / 'config.yaml', search__epochs=2, launch__report_every_n_steps=3)
     fake = trial_env({'phase': 'search', 'search': 'asng-seed0', 'strategy': 'asng', 'seed': 0,
                       'config': 'config.yaml'})
+    checks = argmax_checks(monkeypatch)
     assert main(['trial']) == 0
     reports = fake.intermediate()
-    epochs = [r['epoch'] for r in reports]
-    assert epochs.count(0) >= 2 and epochs.count(1) >= 2, 'every 3 steps and at every epoch end (8 steps/epoch)'
-    assert [r['step'] for r in reports] == sorted(r['step'] for r in reports)
+    assert [(r['epoch'], r['step']) for r in reports] == [(0, 3), (0, 6), (0, 8), (1, 9), (1, 12), (1, 15), (1, 16)], \
+        'every 3 steps (8 steps/epoch) and at every epoch end, each step once'
     for r in reports:
-        assert {'default', 'loss', 'entropy', 'mean_max_prob', 'step_size', 'params', 'epoch', 'step'} <= set(r)
-        assert 0.0 <= r['default'] <= 1.0 and 0.0 < r['mean_max_prob'] <= 1.0 and r['params'] > 0
+        assert list(r)[0] == 'argmax_acc' and 'default' not in r, 'the web UI\'s dialog opens on the first key'
+        assert {'loss', 'entropy', 'mean_max_prob', 'step_size', 'params', 'epoch', 'step'} <= set(r)
+        assert 0.0 <= r['argmax_acc'] <= 1.0 and 0.0 < r['mean_max_prob'] <= 1.0 and r['params'] > 0
+    assert [c[0] for c in checks] == reports
+    for record, _, argmax in checks:
+        assert (record['argmax_acc'], record['loss']) == pytest.approx((argmax['acc'], argmax['loss']), rel=1e-6)
+    assert sum(sampled['loss'] != pytest.approx(argmax['loss'], rel=1e-6) for _, sampled, argmax in checks) >= 3, \
+        'the argmax must differ from the path sampled last at some reports, else this test could not tell them apart'
+    assert Experiments().get_all_experiments() == {}, 'the search trial registers no NNI experiment of its own'
     [final] = fake.final()
     folder = tmp_path / 'trial' / 'search'
     doc = json.loads((folder / 'architecture.json').read_text())
     assert final['architectures'] == [doc['architecture']] and final['architecture_file'] == str(folder /
                                                                                                  'architecture.json')
-    assert final['default'] == reports[-1]['default'] and final['params'] == reports[-1]['params']
+    assert 'default' not in final and final['argmax_acc'] == reports[-1]['argmax_acc']
+    assert final['params'] == reports[-1]['params']
     for name in ('history.json', 'probabilities.json', 'summary.json', 'checkpoints/last.ckpt', 'trial_reports.json',
                  'history.png'):
         assert (folder / name).is_file(), name

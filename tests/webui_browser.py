@@ -90,7 +90,10 @@ class Browser:
     def wait_for(self, expression: str, timeout: float = 60, interval: float = 0.5):
         deadline = time.time() + timeout
         while time.time() < deadline:
-            value = self.evaluate(expression)
+            try:
+                value = self.evaluate(expression)
+            except RuntimeError:                  # e.g. the page navigated away while it was evaluated
+                value = None
             if value:
                 return value
             time.sleep(interval)
@@ -131,21 +134,28 @@ def _row(trial_id: str) -> str:
 
 
 def trials_page(url: str, trial_ids: list[str], expand: list[str] = (), chart: str | None = None,
-                screenshot: str | Path | None = None, timeout: float = 120) -> dict:
-    """Load the experiment's real "Trials detail" page (``<url>/detail``) and read what it renders.
+                screenshot: str | Path | None = None, timeout: float = 120, page: str = 'detail',
+                overview: bool = False, width: int = 1400) -> dict:
+    """Load the experiment's real "Trials detail" page (``<url>/detail``, or ``<url>/<page>`` that leads there,
+    such as the pipeline's ``logs/trials.html``) in a fresh browser profile and read what it renders.
 
-    Waits until every id of ``trial_ids`` is in the rendered table; expands the rows of ``expand`` (the
-    trial's parameters appear); opens the "Intermediate results" dialog of ``chart`` (the trial's curve);
-    writes ``screenshot``. Returns ``table`` (the page's text), ``rows`` ({id: text of the expanded row})
-    and ``dialog`` (the dialog's text).
+    Waits until every id of ``trial_ids`` is in the rendered table and reads each of their rows as shown;
+    expands the rows of ``expand`` (the trial's parameters appear); opens the "Intermediate results" dialog of
+    ``chart`` (the trial's curve); writes ``screenshot``; with ``overview``, then opens the overview page.
+    Returns ``table`` (the page's text), ``columns`` (the table's column titles), ``collapsed`` ({id: text of
+    its row, not expanded}), ``rows`` ({id: text of the expanded row}), ``dialog`` (the dialog's text) and
+    ``overview`` (that page's text). ``width``: the window's, in pixels (height 1000).
     """
     url = url.rstrip('/')
     out: dict = {'rows': {}}
-    with Browser() as browser:
-        browser.call('Page.navigate', url=f'{url}/detail')
+    with Browser(width=width) as browser:
+        browser.call('Page.navigate', url=f'{url}/{page.lstrip("/")}')
         ready = ' && '.join(f'document.body.innerText.includes({json.dumps(t)})' for t in trial_ids) or 'true'
-        browser.wait_for(f'document.body && {ready}', timeout)
+        browser.wait_for(f'document.body && location.pathname.endsWith("/detail") && {ready}', timeout)
         out['table'] = browser.text()
+        out['columns'] = browser.evaluate('[...document.querySelectorAll(\'[role="columnheader"]\')]'
+                                          '.map(h => h.innerText.trim()).filter(t => t)')
+        out['collapsed'] = {t: browser.evaluate(f'{_row(t)}?.innerText || ""') for t in trial_ids}
         for trial_id in expand:
             browser.evaluate(f'{_row(trial_id)}.querySelector(\'[data-automation-key="_expand"] i\').click()')
             panel = (f'(() => {{ const c = {_row(trial_id)}?.closest(".ms-List-cell"); '
@@ -159,6 +169,11 @@ def trials_page(url: str, trial_ids: list[str], expand: list[str] = (), chart: s
             time.sleep(2.0)                       # the chart animates in
         if screenshot is not None:
             browser.screenshot(screenshot)
+        if overview:
+            browser.call('Page.navigate', url=f'{url}/oview')
+            out['overview'] = browser.wait_for('(() => { const t = document.body ? document.body.innerText : ""; '
+                                               'return /\\d\\.\\d{6}\\s*Best metric/.test(t) ? t : ""; })()',
+                                               timeout)
     return out
 
 
@@ -168,8 +183,12 @@ if __name__ == '__main__':
     parser.add_argument('url')
     parser.add_argument('trial', help='the trial whose parameters and intermediate results are shown')
     parser.add_argument('png')
+    parser.add_argument('--page', default='detail', help='the page to open: detail, or the pipeline\'s '
+                        'logs/trials.html (phase, strategy, seed and search as columns)')
+    parser.add_argument('--width', type=int, default=1400)
     args = parser.parse_args()
-    texts = trials_page(args.url, [args.trial], expand=[args.trial], chart=args.trial, screenshot=args.png)
+    texts = trials_page(args.url, [args.trial], expand=[args.trial], chart=args.trial, screenshot=args.png,
+                        page=args.page, width=args.width)
     print(texts['rows'][args.trial])
     print(texts['dialog'])
     sys.exit(0)

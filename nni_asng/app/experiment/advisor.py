@@ -16,11 +16,12 @@ the trials that will run, so the experiment is DONE when the last one ends. Afte
 the advisor rebuilds its state from the experiment's trials: searches that had finished do not run
 again, retraining trials not yet started are handed out, and trials that were running when the
 experiment stopped are restarted by NNI itself (in their own folders: an interrupted search continues
-from its checkpoint, see :mod:`nni_asng.app.experiment.trial`).
+from its checkpoint, see :mod:`nni_asng.app.experiment.trial`). At the start the advisor writes
+``<web UI>/logs/trials.html`` (:mod:`.webui`): the trial table with phase, strategy, seed and search as columns.
 
-This module imports only NNI's dispatcher and :mod:`~nni_asng.app.runners.jobs` (``json``) at import time: NNI
-gives the dispatcher process 10 seconds to connect. The nni-asng config (and the torch-heavy code that reads it)
-is loaded afterwards, when NNI initialises the advisor.
+This module imports only NNI's dispatcher, :mod:`~nni_asng.app.runners.jobs` (``json``) and :mod:`.webui` (the
+standard library) at import time: NNI gives the dispatcher process 10 seconds to connect. The nni-asng config
+(and the torch-heavy code that reads it) is loaded afterwards, when NNI initialises the advisor.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from nni.runtime.msg_dispatcher_base import MsgDispatcherBase
 from nni.runtime.tuner_command_channel import CommandType
 
 from ..runners.jobs import TERMINAL_STATES, final_metric, job_parameter_id, job_parameters, parameter_record
+from .webui import write_trials_page
 
 __all__ = ['PipelineAdvisor', 'ADVISOR_CLASS', 'ADVISOR_NAME']
 
@@ -99,6 +101,7 @@ class PipelineAdvisor(MsgDispatcherBase):
         pass
 
     def handle_initialize(self, data):
+        self._write_trials_page()
         try:
             self._load_config()
             with self.lock:
@@ -175,6 +178,17 @@ class PipelineAdvisor(MsgDispatcherBase):
                 _logger.warning('search %s ended (%s) without a final result: no retraining', search.spec.key,
                                 data.get('event'))
                 self._search_failed(search)
+
+    def _write_trials_page(self) -> None:
+        """``<web UI>/logs/trials.html``: the trial table with phase, strategy, seed and search as columns
+        (:mod:`.webui`). A page that cannot be written costs the columns only."""
+        try:
+            path = write_trials_page()
+        except OSError as err:
+            _logger.warning('could not write the web UI page of the trial table: %s', err)
+            return
+        if path is not None:
+            _logger.info('trial table with the pipeline\'s columns: <web UI>/logs/%s (%s)', path.name, path)
 
     # ------------------------------------------------------------------ the plan
     def _load_config(self) -> None:

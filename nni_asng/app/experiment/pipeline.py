@@ -31,13 +31,14 @@ import yaml
 from ..config.errors import ConfigError, LaunchError
 from ..config.loading import dump_config, parse_config
 from ..runners.assembly import search_data, search_space
-from ..runners.jobs import TERMINAL_STATES
+from ..runners.jobs import TERMINAL_STATES, argmax_metric
 from ..runners.outputs import prepare_output, write_json, write_text
 from ..runners.quiet import quiet_warnings
 from .advisor import ADVISOR_CLASS
 from .manager import (announce_and_wait, experiment_config, rest_get, start_experiment, stop_experiment,
                       training_service, trial_command, trial_failure, trial_jobs)
 from .sweep import planned_trials, search_config, search_specs
+from .webui import trials_url
 
 __all__ = ['build_pipeline_config', 'launch_pipeline', 'wait_for_pipeline', 'summarize']
 
@@ -105,11 +106,12 @@ def launch_pipeline(cfg, args, out: Path, folder: Path, port: int, log: Log = pr
     experiment = start_experiment(folder / 'launch.yml', port, log=log)
     url = f'http://127.0.0.1:{port}/'
     pid = experiment._proc.pid if experiment._proc is not None else None   # noqa: SLF001 (NNI keeps it there)
-    record = {'id': experiment.id, 'port': port, 'url': url, 'pid': pid, 'pipeline': True,
-              'launch_yml': str(folder / 'launch.yml'), 'working_directory': str(working),
+    record = {'id': experiment.id, 'port': port, 'url': url, 'trials_url': trials_url(url), 'pid': pid,
+              'pipeline': True, 'launch_yml': str(folder / 'launch.yml'), 'working_directory': str(working),
               'searches': [s.key for s in specs], 'planned_trials': nni_config['maxTrialNumber'],
               'started': time.strftime('%Y-%m-%d %H:%M:%S')}
     write_json(folder / 'launch.json', record)
+    log(f'trial table with phase, search, strategy and seed as columns: {record["trials_url"]}')
     trials = f'{len(specs)} search trial(s), up to {nni_config["maxTrialNumber"]} trial(s) with the retraining'
     jobs = announce_and_wait(experiment.id, trials, cfg, out, port, no_wait=args.no_wait, log=log,
                              wait=lambda: wait_for_pipeline(port, cfg.launch.poll_interval, log))
@@ -130,7 +132,7 @@ def launch_pipeline(cfg, args, out: Path, folder: Path, port: int, log: Log = pr
                           'retraining):\n' + '\n'.join(trial_failure(j) for j in failed) +
                           (f'\nweb UI: {url}' if not args.stop_when_done else ''))
     if not args.stop_when_done:
-        log(f'web UI: {url}   (stays up until `nnictl stop {experiment.id}`; {_short_note(port)})')
+        log(f'web UI: {trials_url(url)}   (stays up until `nnictl stop {experiment.id}`; {_short_note(port)})')
     return 0
 
 
@@ -183,8 +185,9 @@ def _final_text(job: dict) -> str:
         return ''
     phase = (job.get('parameters') or {}).get('phase')
     if phase == 'search':
-        n = len(final.get('architectures') or [])
-        return f': argmax on D_θ {final.get("default", float("nan")):.4f}, {n} architecture(s) exported'
+        n, value = len(final.get('architectures') or []), argmax_metric(final)
+        shown = f'argmax on D_θ {value:.4f}, ' if value is not None else ''
+        return f': {shown}{n} architecture(s) exported'
     extra = f', {final["params"]:,} parameters' if isinstance(final.get('params'), int) else ''
     return f': test {final.get("default", float("nan")):.4f}{extra}'
 
@@ -201,7 +204,7 @@ def summarize(jobs: list[dict]) -> list[dict]:
         if p.get('phase') == 'search':
             final = job.get('final') if isinstance(job.get('final'), dict) else {}
             entry.update(seed=p.get('seed'), trial=job.get('trialJobId'), status=job.get('status'),
-                         val_metric=final.get('default'), architecture_file=final.get('architecture_file'),
+                         val_metric=argmax_metric(final), architecture_file=final.get('architecture_file'),
                          architectures=final.get('architectures'), epsilons=final.get('epsilons'))
         elif p.get('phase') == 'retrain':
             final = job.get('final') if isinstance(job.get('final'), dict) else {}

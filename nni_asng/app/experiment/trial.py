@@ -13,7 +13,8 @@ entry of ``launch.sweep`` (strategy x seed) the trial belongs to.
 
 Search trials run :func:`~nni_asng.app.runners.runs.run_search` into ``$NNI_OUTPUT_DIR/search`` (the files
 ``nni-asng search`` writes; inside a trial it reports its progress, see :mod:`nni_asng.app.runners.reporter`).
-The final result repeats the last evaluation and says what was exported: ``architectures`` (one, or
+The final result repeats the last evaluation (``argmax_acc`` or ``argmax_psnr``, no ``default``: the web UI's
+default metric is the retrained test metric alone) and says what was exported: ``architectures`` (one, or
 one per ε for multi_complexity, with ``epsilons`` and the measured ``params``/``flops``/``latency_ms`` of each),
 ``budget`` (a search with a budget: each export's measured cost and the budget's max), ``architecture_file`` and
 ``search_time_s``. A search stopped by SIGINT/SIGTERM (``nnictl stop`` sends SIGINT) saves
@@ -34,8 +35,10 @@ from typing import Any, Callable, Mapping
 from ...evaluators.classification import in_nni_trial
 from ..config.errors import UserError
 from ..config.loading import load_config
+from ..runners.jobs import argmax_metric
 from ..runners.nni_trial import TrialChannel
 from ..runners.outputs import read_json, write_json
+from ..runners.reporter import ARGMAX_METRICS
 from ..runners.runs import load_architectures, run_retrain, run_search
 from .sweep import find_search, search_config
 
@@ -94,7 +97,9 @@ def _search_trial(cfg, spec, channel: TrialChannel, log: Log) -> int:
         arch_file, wall = result.architecture_file, time.time() - started
     final = _search_final(cfg, out, arch_file, wall)
     channel.final(final)
-    log(f'search trial done: {final["default"]:.4f} ({_metric_name(cfg)} of the exported architecture on D_θ), '
+    value = argmax_metric(final)
+    shown = f'{value:.4f}' if value is not None else 'not measured'
+    log(f'search trial done: {shown} ({_metric_name(cfg)} of the exported architecture on D_θ), '
         f'{len(final["architectures"])} architecture(s) exported to {arch_file}')
     return 0
 
@@ -111,12 +116,13 @@ def _architecture_file(out: Path) -> Path:
 
 
 def _search_final(cfg, out: Path, arch_file: Path, wall: float) -> dict[str, Any]:
-    """The search trial's final result: the last evaluation and what was exported."""
+    """The search trial's final result: the last evaluation and what was exported. Like the intermediate
+    results it has no ``default`` key: NNI's web UI ranks the retrained test metric alone."""
     archs = load_architectures(arch_file, cfg)
     reports = read_json(out / 'trial_reports.json') if (out / 'trial_reports.json').is_file() else []
     last = reports[-1] if reports else {}
-    final: dict[str, Any] = {'default': float(last.get('default', 0.0))}
-    for key in ('loss', 'entropy', 'mean_max_prob', 'step_size', 'params', 'epoch'):
+    final: dict[str, Any] = {}
+    for key in (*ARGMAX_METRICS.values(), 'loss', 'entropy', 'mean_max_prob', 'step_size', 'params', 'epoch'):
         if key in last:
             final[key] = last[key]
     doc = read_json(arch_file)

@@ -10,7 +10,7 @@ import json
 from typing import Any, Iterator
 
 __all__ = ['TERMINAL_STATES', 'parameter_record', 'hyper_parameters', 'job_parameters', 'job_parameter_id',
-           'final_metric']
+           'final_metric', 'argmax_metric']
 
 #: The states in which a trial has ended.
 TERMINAL_STATES = ('SUCCEEDED', 'FAILED', 'USER_CANCELED', 'SYS_CANCELED', 'EARLY_STOPPED')
@@ -56,3 +56,13 @@ def final_metric(job: dict) -> Any:
         except ValueError:
             break
     return data
+
+
+def argmax_metric(result: Any) -> float | None:
+    """A search trial's result (intermediate or final): the argmax architecture's metric on D_θ (``argmax_acc``,
+    or ``argmax_psnr`` for inpainting; see :mod:`~nni_asng.app.runners.reporter`); None when it holds none."""
+    if isinstance(result, dict):
+        for key in ('argmax_acc', 'argmax_psnr'):
+            if isinstance(result.get(key), (int, float)):
+                return float(result[key])
+    return None

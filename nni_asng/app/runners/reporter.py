@@ -3,10 +3,15 @@
 Inside a trial, ``run_search`` adds :class:`SearchTrialReporter`, which reports after every epoch (and every
 ``launch.report_every_n_steps`` steps) an intermediate result::
 
-    {"default": <val. accuracy (PSNR for inpainting) of the current argmax architecture with the
-                 supernet's weights, on D_θ without augmentation>,
+    {"argmax_acc" ("argmax_psnr" for inpainting): <validation accuracy (PSNR) of the current argmax architecture
+                 with the supernet's weights, on D_θ without augmentation>,
      "loss", "entropy", "mean_max_prob", "step_size" (δ for ASNG/SNG, η for PDAS, lr for AdvantageNAS/REINFORCE),
      "params" (of the argmax architecture's fixed network), "epoch", "step"}
+
+No ``default`` key: in the pipeline's web UI the default metric is the retrained test metric alone, so NNI's
+"Default metric" chart, its "Best metric" and its table sort never rank a search's D_θ accuracy of a supernet
+path against a retrained network's test accuracy. (NNI's "Intermediate results" dialog of a search trial opens
+on the first key, the argmax metric.)
 
 A Lightning callback: the search's Lightning module is evaluated in place by :func:`evaluate_architecture`,
 which leaves the search exactly as it was.
@@ -32,7 +37,10 @@ from .nni_trial import TrialChannel
 from .outputs import read_json, write_json
 from .quiet import quiet_warnings
 
-__all__ = ['SearchTrialReporter', 'evaluate_architecture']
+__all__ = ['SearchTrialReporter', 'evaluate_architecture', 'supernet_evaluation', 'ARGMAX_METRICS']
+
+#: The key of a search trial's reports that holds the argmax architecture's metric on D_θ, per task.
+ARGMAX_METRICS = {'classification': 'argmax_acc', 'inpainting': 'argmax_psnr'}
 
 _logger = logging.getLogger(__name__)
 
@@ -72,14 +80,13 @@ def _frozen_rng():
             np.random.set_state(state[1])
 
 
-@torch.no_grad()
-def evaluate_architecture(module, arch: Mapping[str, Any] | None, loader, task: str,
-                          batches: int | None = None) -> dict[str, float]:
-    """Metric of ``arch`` with the supernet's current weights (no gradients, dropout off, BatchNorm on batch
-    statistics with its running statistics left as they were, RNGs untouched: the search is not changed).
+@contextlib.contextmanager
+def supernet_evaluation(module, arch: Mapping[str, Any] | None):
+    """``module``'s network running ``arch`` for evaluation; yields the evaluator's Lightning module.
 
-    ``module`` is the one-shot Lightning module; ``arch`` is activated in its supernet first (None: as it
-    is). Classification: ``acc`` and ``loss``; inpainting: ``psnr`` and ``loss`` (MSE) over all pixels.
+    ``module`` is the one-shot Lightning module; ``arch`` is activated in its supernet first (None: as it is).
+    Inside: no gradients, dropout off, BatchNorm on batch statistics, RNGs seeded; afterwards the modes, the
+    BatchNorm running statistics and every RNG are as they were, so the search is not changed.
     """
     training = getattr(module, 'training_module', module)
     if arch is not None:
@@ -89,7 +96,6 @@ def evaluate_architecture(module, arch: Mapping[str, Any] | None, loader, task: 
             for sub in module.supernet_modules():
                 if hasattr(sub, 'resample'):
                     sub.resample(memo=dict(arch))
-    device = next(training.parameters()).device
     modes = {m: m.training for m in training.modules()}
     training.eval()
     # BatchNorm normalises with the batch's statistics, as during the search: its running statistics mix every
@@ -98,32 +104,46 @@ def evaluate_architecture(module, arch: Mapping[str, Any] | None, loader, task: 
     saved = [(m, {k: v.clone() for k, v in m._buffers.items() if v is not None}) for m in norms]
     for m in norms:
         m.train()
-    total, correct, loss_sum, sq_err, pixels = 0, 0, 0.0, 0.0, 0
-    data_range = float(getattr(training, 'data_range', 1.0))
     try:
-        with _frozen_rng():
-            for i, batch in enumerate(loader):
-                if batches is not None and i >= batches:
-                    break
-                x, y = batch[0].to(device), batch[1].to(device)
-                out = training(x)
-                if task == 'inpainting':
-                    restored = (out[0] if isinstance(out, (tuple, list)) else out).clamp(0.0, data_range)
-                    err = ((restored - y) ** 2)
-                    sq_err += float(err.sum())
-                    pixels += err.numel()
-                    loss_sum += float(err.mean()) * len(x)
-                else:
-                    logits = out[0] if isinstance(out, (tuple, list)) else out
-                    loss_sum += float(torch.nn.functional.cross_entropy(logits, y, reduction='sum'))
-                    correct += int((logits.argmax(-1) == y).sum())
-                total += len(x)
+        with torch.no_grad(), _frozen_rng():
+            yield training
     finally:
         for m, mode in modes.items():
             m.training = mode
         for m, buffers in saved:
             for name, value in buffers.items():
                 m._buffers[name].copy_(value)
+
+
+@torch.no_grad()
+def evaluate_architecture(module, arch: Mapping[str, Any] | None, loader, task: str,
+                          batches: int | None = None) -> dict[str, float]:
+    """Metric of ``arch`` with the supernet's current weights (see :func:`supernet_evaluation`: the search is
+    not changed).
+
+    ``module`` is the one-shot Lightning module; ``arch`` is activated in its supernet first (None: as it
+    is). Classification: ``acc`` and ``loss``; inpainting: ``psnr`` and ``loss`` (MSE) over all pixels.
+    """
+    total, correct, loss_sum, sq_err, pixels = 0, 0, 0.0, 0.0, 0
+    with supernet_evaluation(module, arch) as training:
+        device = next(training.parameters()).device
+        data_range = float(getattr(training, 'data_range', 1.0))
+        for i, batch in enumerate(loader):
+            if batches is not None and i >= batches:
+                break
+            x, y = batch[0].to(device), batch[1].to(device)
+            out = training(x)
+            if task == 'inpainting':
+                restored = (out[0] if isinstance(out, (tuple, list)) else out).clamp(0.0, data_range)
+                err = ((restored - y) ** 2)
+                sq_err += float(err.sum())
+                pixels += err.numel()
+                loss_sum += float(err.mean()) * len(x)
+            else:
+                logits = out[0] if isinstance(out, (tuple, list)) else out
+                loss_sum += float(torch.nn.functional.cross_entropy(logits, y, reduction='sum'))
+                correct += int((logits.argmax(-1) == y).sum())
+            total += len(x)
     if total == 0:
         return {}
     if task == 'inpainting':
@@ -145,6 +165,7 @@ class SearchTrialReporter(pl.Callback):
         self.space_entry, self.space_args, self.info = space_entry, dict(space_args), data.info
         self.task = space_entry.task
         self.metric = 'psnr' if self.task == 'inpainting' else 'acc'
+        self.key = ARGMAX_METRICS['inpainting' if self.task == 'inpainting' else 'classification']
         self.every = every
         self.batches = batches
         self.output = Path(output)
@@ -183,7 +204,7 @@ class SearchTrialReporter(pl.Callback):
     def report(self, trainer, module) -> dict[str, Any]:
         arch = self._argmax(module)
         metrics = evaluate_architecture(module, arch, self.loader, self.task, self.batches)
-        record: dict[str, Any] = {'default': metrics.get(self.metric, float('nan')), 'loss': metrics.get('loss'),
+        record: dict[str, Any] = {self.key: metrics.get(self.metric, float('nan')), 'loss': metrics.get('loss'),
                                   'epoch': int(trainer.current_epoch), 'step': int(trainer.global_step)}
         searcher = getattr(module, 'searcher', None)
         summary = searcher.summary() if searcher is not None else {}
@@ -201,8 +222,8 @@ class SearchTrialReporter(pl.Callback):
             if params is not None:
                 record['params'] = params
         record = {k: v for k, v in record.items() if v is not None}
-        if not math.isfinite(record['default']):
-            record['default'] = 0.0                       # NNI needs a number; the loss says what happened
+        if not math.isfinite(record[self.key]):
+            record[self.key] = 0.0                        # NNI needs a number; the loss says what happened
         self.channel.intermediate(record)
         self.reports.append(record)
         self._last_step = record['step']

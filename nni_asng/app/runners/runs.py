@@ -15,6 +15,9 @@
     checkpoints/last.ckpt  Lightning checkpoint incl. the search state (``--resume`` continues it)
     logs/metrics.csv       everything logged during the search
 
+Both run NNI's ``NasExperiment`` in this process without recording it in NNI's experiment manifest
+(:class:`InProcessExperiment`): ``nnictl experiment list`` does not fill with a port-less entry per search.
+
 Resume (documented hook, kept simple): ``--resume`` passes ``ckpt_path=<output>/checkpoints/last.ckpt``
 to ``trainer.fit`` through the evaluator's ``fit_kwargs``; Lightning restores weights, optimizer, loop
 counters and, via ``on_load_checkpoint``, the strategy's search state.
@@ -61,10 +64,27 @@ from .outputs import check_output, prepare_output, read_json, write_json, write_
 from .quiet import quiet_warnings
 from .stopping import GracefulStop
 
-__all__ = ['run_search', 'run_retrain', 'SearchResult', 'RetrainResult', 'load_architectures', 'versions']
+__all__ = ['run_search', 'run_retrain', 'SearchResult', 'RetrainResult', 'load_architectures', 'versions',
+           'InProcessExperiment']
 
 _logger = logging.getLogger(__name__)
 Log = Callable[[str], None]
+
+
+class InProcessExperiment(NasExperiment):
+    """NNI's ``NasExperiment`` run in this process, left out of NNI's experiment manifest.
+
+    Without NNI's manager (one-shot strategies run in process), ``NasExperiment`` records itself in
+    ``~/nni-experiments/.experiment`` as RUNNING, then STOPPED, without a port: ``nnictl experiment list`` would
+    show one such entry per search (in the pipeline: per search trial), which nnictl can neither view nor
+    resume. A search's files are in its output folder (``nni-experiments/`` there holds NNI's own).
+    """
+
+    def _start_without_nni_manager(self):
+        pass
+
+    def _stop_without_nni_manager(self):
+        pass
 
 
 @dataclass
@@ -204,7 +224,7 @@ def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *
     logger = CSVLogger(save_dir=str(out), name='logs', version=version)
     evaluator = assembly.search_evaluator(parts, callbacks=callbacks, logger=logger, default_root_dir=str(out),
                                           fit_kwargs=fit_kwargs)
-    exp = NasExperiment(parts.space, evaluator, strategy)
+    exp = InProcessExperiment(parts.space, evaluator, strategy)
     exp.config.experiment_name = cfg.name
     exp.config.experiment_working_directory = str((out / 'nni-experiments').resolve())
 
