@@ -219,6 +219,10 @@ def test_inpainting_run_reports_psnr(tmp_path, capsys):
     assert 'TEST PSNR' in printed
     record = json.loads((out / 'retrain_seed0' / 'retrain.json').read_text())
     assert record['test_metric'] == 'psnr' and record['test']['psnr'] > 0 and 0 <= record['test']['ssim'] <= 1
+    # beside the metrics, the first 6 test images: masked input, output, original (layout: test_inpainting.py)
+    for picture in (out / 'inpainting.png', out / 'retrain_seed0' / 'inpainting.png'):
+        image = matplotlib.image.imread(str(picture))
+        assert image.shape[0] > 1.6 * image.shape[1] and float(image[..., :3].std()) > 0.1, (picture, image.shape)
 
 
 def test_result_files_are_written_atomically(tmp_path):

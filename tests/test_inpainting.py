@@ -207,3 +207,35 @@ def test_one_shot_search_with_the_inpainting_evaluator(tmp_path):
     assert isinstance(child, CAENetwork) and child(torch.rand(2, 1, 16, 16)).shape == (2, 1, 16, 16)
     metrics = validate(child, *next(iter(val)), tmp_path)
     assert math.isfinite(metrics['val_psnr']) and -1 <= metrics['val_ssim'] <= 1
+
+
+def test_restore_gives_the_clamped_output_the_metrics_see():
+    module = InpaintingModule()
+    module.set_model(AddConstant(0.5))
+    images = torch.tensor([0.0, 0.25, 0.75, 1.0]).view(1, 1, 2, 2)
+    restored = module.restore(images)
+    assert not restored.requires_grad and torch.equal(restored, torch.tensor([0.5, 0.75, 1.0, 1.0]).view(1, 1, 2, 2))
+
+
+@pytest.mark.parametrize('channels', [1, 3])
+def test_inpainting_picture_shows_masked_output_original_side_by_side(tmp_path, channels):
+    """``inpainting.png`` (written by inpainting searches and retrainings): one test image per row, the masked input,
+    the output and the original left to right, rows aligned -- found in the PNG itself by their shades."""
+    import matplotlib.image
+    import numpy as np
+
+    from nni_asng.app.runners.plots import plot_inpainting
+    n, shades = 4, (0.2, 0.5, 0.8)                                   # masked input, output, original
+    masked, output, original = (torch.full((n, channels, 12, 12), v) for v in shades)
+    path = plot_inpainting(masked, output, original, tmp_path / 'inpainting.png', title='run\nretrained')
+    image = matplotlib.image.imread(str(path))[..., :3]
+    spans, rows = [], []
+    for shade in shades:
+        hits = np.abs(image - shade).max(-1) < 0.01                  # pixels of that shade (text has few)
+        columns = np.flatnonzero(hits.sum(0) > 0.5 * hits.sum(0).max())
+        assert columns.size > 3 * 12 and columns.size == columns[-1] - columns[0] + 1, 'one column of panels'
+        spans.append((columns[0], columns[-1]))
+        lines = (hits.sum(1) > 0.5 * hits.sum(1).max()).astype(int)
+        rows.append(np.flatnonzero(np.diff(np.concatenate([[0], lines, [0]]))))   # starts and ends of the panels
+    assert spans[0][1] < spans[1][0] and spans[1][1] < spans[2][0], f'columns out of order: {spans}'
+    assert len(rows[0]) == 2 * n and all(np.array_equal(r, rows[0]) for r in rows), f'rows differ: {rows}'

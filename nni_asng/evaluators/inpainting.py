@@ -7,7 +7,8 @@ model maps the masked image to a restored image of the same shape. Logged metric
 * ``val_loss``, ``val_psnr``, ``val_ssim`` and ``test_loss``, ``test_psnr``, ``test_ssim`` -- PSNR is the mean
   of the per-image PSNR (``torchmetrics.image.PeakSignalNoiseRatio``, ``dim=(1, 2, 3)``), SSIM the mean SSIM
   (``torchmetrics.image.StructuralSimilarityIndexMeasure``, Gaussian window 11, sigma 1.5), both over images
-  with values in [0, ``data_range``]; restored images are clamped to that range for the metrics only.
+  with values in [0, ``data_range``]; restored images are clamped to that range for the metrics only
+  (``InpaintingModule.restore`` gives them so, e.g. for pictures).
 
 Built like NNI's ``Classification`` / ``Regression``: a traced ``LightningModule`` wrapped by a traced
 ``Lightning`` evaluator, so it works in ``NasExperiment`` with one-shot and multi-trial strategies; the value
@@ -19,6 +20,7 @@ from typing import Optional, Type, Union
 
 import nni
 import pytorch_lightning as pl
+import torch
 import torch.nn as nn
 import torch.optim as optim
 from nni.nas.evaluator.pytorch.lightning import DataLoader, Lightning, SupervisedLearningModule, Trainer
@@ -68,6 +70,14 @@ class InpaintingModule(SupervisedLearningModule):
         for name, metric in metrics.items():
             metric.update(restored, clean)
             self.log(f'{stage}_{name}', metric, prog_bar=True)
+
+    @torch.no_grad()
+    def restore(self, masked: torch.Tensor) -> torch.Tensor:
+        """The restored images of a batch of masked ones, clamped to [0, ``data_range``] as the metrics see them.
+        The module's mode is the caller's (``eval()`` for a trained network)."""
+        out = self(masked)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        return out.clamp(0., self.data_range)
 
     def _get_result_for_report(self):
         stage = 'val' if self.trainer.val_dataloaders else 'train'

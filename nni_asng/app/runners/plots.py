@@ -1,5 +1,6 @@
-"""PNG figures of a search: distribution statistics per epoch, the final distribution, and
-validation loss vs parameters of multi-complexity architectures. Matplotlib's Agg backend, no display."""
+"""PNG figures of a search: distribution statistics per epoch, the final distribution, validation loss vs
+parameters of multi-complexity architectures, and an inpainting run's test images (masked input, output,
+original). Matplotlib's Agg backend, no display."""
 from __future__ import annotations
 
 import json
@@ -8,13 +9,14 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import matplotlib
+import numpy as np
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .outputs import atomic_write  # noqa: E402
 
-__all__ = ['plot_history', 'plot_distribution', 'plot_complexity']
+__all__ = ['plot_history', 'plot_distribution', 'plot_complexity', 'plot_inpainting', 'INPAINTING_COLUMNS']
 
 # Keys of the history records that are not per-epoch scalars of the distribution.
 _SKIP = {'epoch', 'step', 'architectures'}
@@ -136,4 +138,51 @@ def plot_complexity(rows: Sequence[Mapping[str, Any]], path: str | Path, title: 
     ax.grid(alpha=0.3)
     ax.set_title(title or 'multi-complexity: loss vs size', fontsize=10)
     fig.tight_layout()
+    return _save(fig, Path(path))
+
+
+#: The columns of :func:`plot_inpainting`, left to right.
+INPAINTING_COLUMNS = ('masked input', 'output', 'original')
+
+
+def _images(batch: Any, data_range: float) -> np.ndarray:
+    """N x C x H x W (a CPU tensor or array) -> N x H x W (one channel) or N x H x W x 3, scaled to [0, 1]."""
+    array = np.asarray(batch, dtype=np.float64) / data_range
+    if array.ndim != 4:
+        raise ValueError(f'expected images N x C x H x W, got shape {array.shape}')
+    array = np.clip(array, 0.0, 1.0)
+    return array[:, 0] if array.shape[1] == 1 else np.moveaxis(array[:, :3], 1, -1)
+
+
+def plot_inpainting(masked: Any, output: Any, original: Any, path: str | Path, title: str = '',
+                    data_range: float = 1.0, panel: float = 0.9) -> Path | None:
+    """Inpainting examples, one per row: masked input, output, original side by side (:data:`INPAINTING_COLUMNS`),
+    each output labelled with its PSNR; images N x C x H x W in [0, ``data_range``]."""
+    columns = [_images(x, data_range) for x in (masked, output, original)]
+    n = len(columns[0])
+    if n == 0:
+        return None
+    if any(len(c) != n or c.shape[1:] != columns[0].shape[1:] for c in columns):
+        raise ValueError(f'masked, output and original images differ in number or size: '
+                         f'{[c.shape for c in columns]}')
+    header = 0.18 + 0.14 * (title.count('\n') + 1) if title else 0.18       # inches: column titles (+ title)
+    height = n * (panel - 0.05) + header
+    fig, axes = plt.subplots(n, 3, figsize=(3 * panel + 0.2, height), squeeze=False)
+    for i in range(n):
+        mse = float(np.mean((columns[1][i] - columns[2][i]) ** 2))
+        for j, column in enumerate(columns):
+            ax = axes[i][j]
+            ax.imshow(column[i], cmap='gray' if column.ndim == 3 else None, vmin=0.0, vmax=1.0,
+                      interpolation='nearest')
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if i == 0:
+                ax.set_title(INPAINTING_COLUMNS[j], fontsize=8)
+        psnr = 10.0 * math.log10(1.0 / mse) if mse > 0 else math.inf
+        axes[i][1].set_xlabel(f'{psnr:.1f} dB', fontsize=7, labelpad=1)
+    if title:
+        fig.suptitle(title, fontsize=8, y=1.0 - 0.04 / height, va='top')
+    fig.tight_layout(pad=0.3, h_pad=0.4, w_pad=0.2, rect=(0.0, 0.0, 1.0, 1.0 - max(0.0, header - 0.3) / height))
     return _save(fig, Path(path))

@@ -11,6 +11,8 @@
     history.png            convergence / entropy / step size per epoch
     complexity.png         multi_complexity: the front, validation loss vs its complexity metric (params, flops
                            or latency_ms, measured) of the N architectures, over random architectures of the space
+    inpainting.png         inpainting: test images through the exported architecture (supernet weights),
+                           masked input / output / original side by side
     summary.json           config, wall time, device, final metrics, versions
     checkpoints/last.ckpt  Lightning checkpoint incl. the search state (``--resume`` continues it)
     logs/metrics.csv       everything logged during the search
@@ -22,7 +24,8 @@ Resume (documented hook, kept simple): ``--resume`` passes ``ckpt_path=<output>/
 to ``trainer.fit`` through the evaluator's ``fit_kwargs``; Lightning restores weights, optimizer, loop
 counters and, via ``on_load_checkpoint``, the strategy's search state.
 
-``run_retrain`` trains the fixed network of an exported architecture and writes ``retrain.json``.
+``run_retrain`` trains the fixed network of an exported architecture and writes ``retrain.json`` (inpainting:
+and ``inpainting.png``, test images through the retrained network beside the original and masked ones).
 Inside an NNI trial it reports every evaluation with ``nni.report_intermediate_result`` and the test
 metric with ``nni.report_final_result``.
 
@@ -62,13 +65,18 @@ from ..config.schema import ExperimentConfig
 from . import assembly, plots, tasks
 from .outputs import check_output, prepare_output, read_json, write_json, write_text
 from .quiet import quiet_warnings
+from .reporter import supernet_evaluation
 from .stopping import GracefulStop
 
 __all__ = ['run_search', 'run_retrain', 'SearchResult', 'RetrainResult', 'load_architectures', 'versions',
-           'InProcessExperiment']
+           'InProcessExperiment', 'PICTURE_EXAMPLES']
 
 _logger = logging.getLogger(__name__)
 Log = Callable[[str], None]
+
+
+#: Test images in an inpainting run's ``inpainting.png``.
+PICTURE_EXAMPLES = 6
 
 
 class InProcessExperiment(NasExperiment):
@@ -338,8 +346,51 @@ def _write_search_results(cfg, out, exp, parts: assembly.SearchParts, wall, log)
 
     plots.plot_history(history, out / 'history.png', title=f'{cfg.name}: distribution per epoch')
     plots.plot_distribution(probabilities, out / 'distribution.png', chosen=chosen, title=distribution_title)
+    if parts.space_entry.task == 'inpainting':
+        _search_picture(cfg, parts, architectures[0], out / 'inpainting.png')
     log(f'search done in {wall:.0f} s; architecture written to {arch_file}')
     return SearchResult(out, architectures, arch_file, wall)
+
+
+def _examples(loader, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``count`` (masked, clean) images of an inpainting loader."""
+    masked, clean = [], []
+    for batch in loader:
+        masked.append(batch[0])
+        clean.append(batch[1])
+        if sum(len(m) for m in masked) >= count:
+            break
+    return torch.cat(masked)[:count], torch.cat(clean)[:count]
+
+
+def _search_picture(cfg: ExperimentConfig, parts: assembly.SearchParts, architecture: dict[str, Any],
+                    path: Path) -> None:
+    """``inpainting.png`` of a search: the first test images (the retraining's, with their fixed masks) through the
+    exported architecture (the first of several) with the supernet's weights."""
+    try:
+        masked, clean = _examples(assembly.retrain_data(cfg, cfg.seed).val, PICTURE_EXAMPLES)
+        with supernet_evaluation(parts.strategy.oneshot_module, architecture) as network:
+            restored = network.restore(masked.to(next(network.parameters()).device)).cpu()
+            data_range = float(network.data_range)
+        plots.plot_inpainting(masked, restored, clean, path, data_range=data_range,
+                              title=f'{cfg.name}\nexported architecture, supernet weights')
+    except Exception as err:  # noqa: BLE001 - a picture is a bonus; never lose the search results for it
+        _logger.warning('could not draw %s: %s: %s', path.name, type(err).__name__, err)
+
+
+def _retrain_picture(module, loader, path: Path, title: str) -> None:
+    """``inpainting.png`` of a retraining: the first test images through the retrained network."""
+    try:
+        masked, clean = _examples(loader, PICTURE_EXAMPLES)
+        training = module.training
+        module.eval()
+        try:
+            restored = module.restore(masked.to(module.device)).cpu()
+        finally:
+            module.train(training)
+        plots.plot_inpainting(masked, restored, clean, path, data_range=float(module.data_range), title=title)
+    except Exception as err:  # noqa: BLE001 - a picture is a bonus; never lose the retraining's results for it
+        _logger.warning('could not draw %s: %s: %s', path.name, type(err).__name__, err)
 
 
 def _multi_complexity_rows(parts: assembly.SearchParts) -> list[dict[str, Any]]:
@@ -517,6 +568,10 @@ def run_retrain(cfg: ExperimentConfig, arch_path: str | os.PathLike, *, seed: in
              if k.startswith('val_') and v.numel() == 1}
     if metric not in final or not math.isfinite(final[metric]):
         raise RuntimeError(f'retraining produced no finite test {metric} (metrics: {final})')
+    if parts.space_entry.task == 'inpainting':
+        ssim = f', SSIM {final["ssim"]:.3f}' if 'ssim' in final else ''
+        _retrain_picture(trainer.lightning_module, data.val, out / 'inpainting.png',
+                         f'{cfg.name}, retrained (seed {seed})\ntest PSNR {final[metric]:.2f} dB{ssim}')
     record.update(status='done', wall_time_s=wall, test_metric=metric, test=final, history=reporter.reported,
                   accelerator=tasks.accelerator_info(device))
     write_json(out / 'retrain.json', record)
