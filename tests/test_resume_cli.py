@@ -1,6 +1,6 @@
 """Stop the real ``nni-asng search`` mid-epoch, resume it, and compare with an uninterrupted run.
 
-Each run is ``python -m nni_asng search CFG --output DIR`` in a subprocess on real Fashion-MNIST
+Each run that gets a signal is ``python -m nni_asng search CFG --output DIR`` in a subprocess on real Fashion-MNIST
 (ASNG on a 2-channel NAS-Bench-201 cell, 24 steps per epoch, 2 epochs, a checkpoint every 3 steps):
 
 * graceful: SIGTERM in epoch 0 (exit 143), resume, SIGINT in epoch 1 of the resumed run (exit
@@ -8,7 +8,8 @@ Each run is ``python -m nni_asng search CFG --output DIR`` in a subprocess on re
 * hard crash: SIGKILL in epoch 1; the resume starts from the last periodic checkpoint.
 
 The comparison with the uninterrupted run of the same config and seed (the same command, run in process through
-``nni_asng.app.cli.main``: it saves a subprocess's seconds of imports) is BIT FOR BIT, not within a
+``nni_asng.app.cli.main``: it saves a subprocess's seconds of imports; so does each last resume, which gets no
+signal) is BIT FOR BIT, not within a
 tolerance: the complete search state in the final ``last.ckpt`` (θ, ASNG's s, γ, Δ, its sampling
 RNG; equal SHA-256 digests), every supernet weight, ``history.json``, ``architecture.json``,
 ``probabilities.json`` and the per-step logged trajectory (entropy, convergence, Δ of every step).
@@ -45,16 +46,22 @@ def config(tmp_path_factory) -> Path:
     return write_config(tmp_path_factory.mktemp('config') / 'tiny.yaml', **SETTINGS)
 
 
-@pytest.fixture(scope='module')
-def uninterrupted(config, tmp_path_factory) -> Path:
-    """``nni-asng search CONFIG`` run to the end, in process (NNI's experiment manifest goes to tmp)."""
+def search_in_process(config: Path, out: Path, *extra: str) -> None:
+    """``nni-asng search CONFIG --output OUT [EXTRA]`` run to the end, in process (NNI's experiment manifest goes to
+    tmp): the runs that get no signal need no process of their own."""
     from nni.tools.nnictl.config_utils import Experiments
 
     from nni_asng.app.cli import main
-    out = tmp_path_factory.mktemp('uninterrupted') / 'run'
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Experiments.__init__, '__defaults__', (str(out.parent / 'nni-home'),))
-        assert main(['search', str(config), '--output', str(out)]) == 0
+        assert main(['search', str(config), '--output', str(out), *extra]) == 0
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(config, tmp_path_factory) -> Path:
+    """``nni-asng search CONFIG`` run to the end, in process."""
+    out = tmp_path_factory.mktemp('uninterrupted') / 'run'
+    search_in_process(config, out)
     assert json.loads((out / 'summary.json').read_text())['global_step'] == TOTAL
     return out
 
@@ -142,8 +149,7 @@ def test_sigterm_then_sigint_mid_epoch_resume_to_the_identical_trajectory(config
     assert STEPS_PER_EPOCH < second['global_step'] < TOTAL and second['global_step'] % STEPS_PER_EPOCH
     assert checkpoint_step(ckpt_of(out)) == second['global_step']
 
-    with resume(config, out, home, tmp_path / 'log3') as cli:
-        assert cli.wait() == 0, cli.output()
+    search_in_process(config, out, '--resume')          # the last resume, to the end
     final = summary_of(out)
     assert final['status'] == 'done' and final['resumed'] and final['global_step'] == TOTAL
     diff = compare(out, uninterrupted, 'SIGTERM + SIGINT', [first['global_step'], second['global_step']])
@@ -162,8 +168,7 @@ def test_sigkill_mid_epoch_resumes_from_the_last_periodic_checkpoint(config, uni
     assert summary_of(out)['status'] == 'running', 'a killed process records nothing more'
     assert not (out / 'architecture.json').exists()
 
-    with resume(config, out, home, tmp_path / 'log2') as cli:
-        assert cli.wait() == 0, cli.output()
+    search_in_process(config, out, '--resume')
     assert summary_of(out)['status'] == 'done'
     diff = compare(out, uninterrupted, 'SIGKILL', [step])
     assert diff == {'theta': 0.0, 'weights': 0.0}

@@ -3,7 +3,8 @@
 The builder tests train real NAS-Bench-201 cells on Fashion-MNIST at 8x8 pixels for one epoch; the resume test
 kills a 2-process ``nni-asng tabulate`` with SIGKILL after its first row, continues it, and compares every row (all
 metrics, parameters, FLOPs) with an uninterrupted 1-process build (the same command, run in process: each
-``python -m nni_asng`` costs seconds of imports).
+``python -m nni_asng`` costs seconds of imports; the continuation runs in process too, only the killed build
+needs a process of its own).
 """
 from __future__ import annotations
 
@@ -142,7 +143,7 @@ def _comparable(rows):
 
 
 @pytest.mark.slow
-def test_killed_build_resumes_to_the_same_rows(tmp_path):
+def test_killed_build_resumes_to_the_same_rows(tmp_path, capsys):
     config = tmp_path / 'tiny.yaml'
     config.write_text(TINY)
     reference = tmp_path / 'reference'
@@ -165,8 +166,9 @@ def test_killed_build_resumes_to_the_same_rows(tmp_path):
     assert 1 <= done < 4, f'the kill came too late to test a resume ({done} rows)'
     with open(rows_file, 'a') as f:                   # a row cut off in the middle of its write
         f.write('{"index": 7, "architecture": {"cell/0_1"')
-    result = _tabulate(config, killed, '--max-jobs', str(4 - done), '--processes', '2')
-    assert f'{done} done' in result.stdout
+    capsys.readouterr()
+    _tabulate_in_process(config, killed, '--max-jobs', str(4 - done), '--processes', '2')    # the continuation
+    assert f'{done} done' in capsys.readouterr().out
     rows, good = read_rows(rows_file)
     assert good == rows_file.stat().st_size          # the cut-off line was dropped
     assert _comparable(rows) == _comparable(ref_rows)
