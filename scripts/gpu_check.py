@@ -21,6 +21,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,10 @@ STEPS = {
                   ('cifar_protocol', 240, 30), ('main_run', 240, 30), ('launch', 300, 60)],
 }
 DEFAULT_BUDGET = {'gpu': 450, 'cpu-smoke': 1200}
+#: --cpu-smoke runs the main config's search and its launch (lane 1) beside the other steps (lane 0): the
+#: smoke run checks that every step runs, and a CI machine's second core is otherwise idle while the test suite
+#: runs (most of each step is process start-up and imports). The GPU check runs its steps one after another.
+LANES = {'cpu-smoke': {'main_run': 1, 'launch': 1}}
 
 # Tiny sizes of --cpu-smoke (the commands are the GPU ones with these overrides).
 SMOKE_MAIN_SETS = ['data.limit=192', 'data.batch_size=32', 'search.epochs=1', 'space.args.channels=2',
@@ -83,7 +88,8 @@ class Driver:
         names = [n for n, _, _ in self.plan]
         i = names.index(name)
         cap = self.plan[i][1]
-        later = sum(least for _, _, least in self.plan[i + 1:])
+        lane = LANES.get(self.mode, {}).get(name)        # steps in another lane run beside this one
+        later = sum(least for n, _, least in self.plan[i + 1:] if LANES.get(self.mode, {}).get(n) == lane)
         return min(cap, self.deadline - time.time() - later)
 
     def run(self, name: str, command: list[str], *, log_file: Path | None = None, env: dict | None = None) -> dict:
@@ -269,6 +275,10 @@ class Driver:
         self.out.mkdir(parents=True, exist_ok=True)
         self.machine_info = {}
         self.machine_start()
+        beside = None
+        if LANES.get(self.mode):
+            beside = threading.Thread(target=self._main_run_and_launch, name='main_run+launch', daemon=True)
+            beside.start()
         self.pytest_gpu()
         try:
             self.machine()
@@ -277,8 +287,13 @@ class Driver:
         for space in SPACES:
             self.step_cost(space)
         self.cifar_protocol()
-        self.main_run()
-        self.launch()
+        if beside is None:
+            self.main_run()
+            self.launch()
+        else:
+            beside.join()
+        order = [n for n, _, _ in self.plan]
+        self.steps = dict(sorted(self.steps.items(), key=lambda item: order.index(item[0])))
         removed = _drop_checkpoints(self.out)
         summary = self.summary(removed)
         ok = all(s.get('status') == 'ok' for s in self.steps.values()) and len(self.steps) == len(self.plan)
@@ -288,6 +303,13 @@ class Driver:
         plots(summary, self.out)
         print(render_summary(summary), flush=True)
         return 0 if ok else 1
+
+    def _main_run_and_launch(self) -> None:
+        try:
+            self.main_run()
+            self.launch()
+        except Exception as err:  # noqa: BLE001 - recorded as a missing step; the other lane goes on
+            log(f'main_run/launch failed: {type(err).__name__}: {err}')
 
     def summary(self, removed: list[str]) -> dict[str, Any]:
         return {'mode': self.mode, 'date': time.strftime('%Y-%m-%d %H:%M:%S %z'),

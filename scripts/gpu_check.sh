@@ -17,7 +17,8 @@
 # PYTHONPATH (its filelock 3.11.0 must shadow the image's newer one, with which NasExperiment.start
 # hangs), then the repository, then each fallback/<module> folder whose module the image cannot import.
 #
-# Steps (scripts/gpu_check.py; each has a time cap, a failed or timed-out step does not stop the others):
+# Steps (scripts/gpu_check.py; each has a time cap, a failed or timed-out step does not stop the others; in
+# --cpu-smoke, steps 5-6 run beside steps 2-4, on the CPU's second core):
 #   1. machine description: nvidia-smi, python/torch/CUDA/cuDNN/Lightning/nni versions  -> machine.txt/.json
 #   2. the CUDA-only tests (pytest -m gpu)                                               -> pytest_gpu.log/.xml
 #   3. step cost at the paper size (hub DARTS and ENAS cell, 8 cells, C=16, batch 64, 32x32x3): ASNG, PDAS,
