@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for nni-asng on a fresh Debian machine:
-#   1. Debian packages: dataset-fashion-mnist (real data), chromium (web-UI test)
+#   1. Debian packages: dataset-fashion-mnist (real data), chromium (web-UI test), openssh-server (the tests of
+#      NNI's remote training service start SSH servers on loopback ports; the package's own service is not used)
 #   2. a virtual environment (.venv, or $NNI_ASNG_VENV), reused when present
 #   3. the project with its cli and test extras, at the exact tested versions of constraints.txt,
 #      reinstalled only when pyproject.toml or constraints.txt changed
@@ -12,13 +13,14 @@ say() { echo "[setup] $*"; }
 missing=()
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || missing+=(dataset-fashion-mnist)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 if [ ${#missing[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
     say "installing Debian packages: ${missing[*]}"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
-    say "Debian packages present (dataset-fashion-mnist, chromium)"
+    say "Debian packages present (dataset-fashion-mnist, chromium, openssh-server)"
 fi
 
 if [ -x "$VENV/bin/python" ]; then

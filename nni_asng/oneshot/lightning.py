@@ -71,6 +71,7 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
         self._clip_pending = False
         self._warned_clip = False
         self.rank_digests: list[str] = []
+        self.rank_export_digests: list[str] = []
 
     # ------------------------------------------------------------------ the step
     def training_step(self, batch, batch_idx):
@@ -266,16 +267,20 @@ class ProbabilisticOneShotModule(BaseOneShotLightningModule):
             return None
 
     def on_train_end(self):
-        # Every rank must end with the same distribution: compare digests of the search state.
+        # Every rank (on every node) must end with the same distribution and export the same architecture(s):
+        # compare digests of the search state and of the export.
         self.rank_digests = [state_digest(self.searcher.state_dict())]
+        self.rank_export_digests = [export_digest(self.searcher.export())]
         if self.trainer.world_size > 1:
-            local = torch.tensor(list(bytes.fromhex(self.rank_digests[0])), dtype=torch.int64,
-                                 device=next(self.parameters()).device)
+            local = torch.tensor(list(bytes.fromhex(self.rank_digests[0] + self.rank_export_digests[0])),
+                                 dtype=torch.int64, device=next(self.parameters()).device)
             gathered = self.trainer.strategy.all_gather(local).reshape(self.trainer.world_size, -1).cpu()
-            self.rank_digests = [bytes(row.tolist()).hex() for row in gathered]
-            if len(set(self.rank_digests)) != 1:
-                raise RuntimeError(f'the ranks ended the search with different distributions (search-state digests '
-                                   f'{self.rank_digests}); this is a bug in the multi-process search')
+            rows = [bytes(row.tolist()).hex() for row in gathered]
+            self.rank_digests, self.rank_export_digests = [r[:64] for r in rows], [r[64:] for r in rows]
+            if len(set(self.rank_digests)) != 1 or len(set(self.rank_export_digests)) != 1:
+                raise RuntimeError(f'the ranks ended the search with different distributions or exports (search-state '
+                                   f'digests {self.rank_digests}, export digests {self.rank_export_digests}); this is '
+                                   'a bug in the multi-process search')
         return super().on_train_end()
 
     def on_train_start(self):
@@ -332,6 +337,15 @@ def _restore_loader_positions(trainer) -> None:
     loop = trainer.fit_loop
     if getattr(loop, '_combined_loader_states_to_load', None) and hasattr(loop, '_load_combined_loader_states'):
         loop._load_combined_loader_states()
+
+
+def export_digest(architectures: list[dict[str, Any]]) -> str:
+    """SHA-256 of a searcher's exported architectures (in its order) as canonical JSON, keys sorted: for a search
+    that exports one, the digest of ``[architecture]`` of the ``architecture.json`` it writes."""
+    import hashlib
+    import json
+    text = json.dumps(architectures, sort_keys=True, default=lambda v: v.item() if hasattr(v, 'item') else str(v))
+    return hashlib.sha256(text.encode('utf-8')).hexdigest()
 
 
 def state_digest(state: Any) -> str:

@@ -50,11 +50,11 @@ _REMOTE_EXAMPLES = """
 # `launch.training_service` of the nni-asng config (keys as below) and run `nni-asng launch` again,
 # or edit `trainingService` here and run `nnictl create --config launch.yml --port 8080`.
 # Complete, validated examples: experiments/nni/{remote,kubernetes}_training_service.yml.
-# The trial machines need this package (`pip install nni-asng`) and the dataset.
+# The trial machines need this package (`pip install nni-asng`) and the dataset: docs/multi-machine.md.
 #
 # trainingService:
 #   platform: remote
-#   reuseMode: true
+#   nniManagerIp: 10.0.0.10               # an address of this machine the trial machines reach
 #   machineList:
 #     - host: 10.0.0.11
 #       user: alice
@@ -158,7 +158,7 @@ def _stop_command(folder: Path, log: Log) -> int:
 def build_nni_config(cfg: ExperimentConfig, arch_names: list[str], seeds: list[int], folder: Path,
                      working_directory: Path) -> dict[str, Any]:
     """The nnictl-format (camelCase) experiment config of the retraining trials."""
-    service, gpus = training_service(cfg)
+    service, gpus = training_service(cfg, search=False)
     command = trial_command(cfg, 'retrain config.yaml --base .')
     return experiment_config(cfg, search_space={'arch': {'_type': 'choice', '_value': arch_names},
                                                 'seed': {'_type': 'choice', '_value': list(seeds)}},

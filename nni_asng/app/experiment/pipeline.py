@@ -38,6 +38,7 @@ from .advisor import ADVISOR_CLASS
 from .manager import (announce_and_wait, experiment_config, rest_get, start_experiment, stop_experiment,
                       training_service, trial_command, trial_failure, trial_jobs)
 from .sweep import planned_trials, search_config, search_specs
+from .trial import copy_architectures
 from .webui import trials_url
 
 __all__ = ['build_pipeline_config', 'launch_pipeline', 'wait_for_pipeline', 'summarize']
@@ -119,6 +120,10 @@ def launch_pipeline(cfg, args, out: Path, folder: Path, port: int, log: Log = pr
         return 0
     write_json(folder / 'trials.json', jobs)
     results = summarize(jobs)
+    copies = copy_architectures(jobs, folder / 'architectures', log)     # from trials on any machine
+    for entry in results:
+        if entry['search'] in copies:
+            entry['architecture_copy'] = str(copies[entry['search']])
     write_json(folder / 'results.json', results)
     failed = [j for j in jobs if j.get('status') != 'SUCCEEDED']
     _print_results(results, cfg, log)

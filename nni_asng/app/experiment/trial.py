@@ -42,7 +42,7 @@ from ..runners.reporter import ARGMAX_METRICS
 from ..runners.runs import load_architectures, run_retrain, run_search
 from .sweep import find_search, search_config
 
-__all__ = ['run_trial']
+__all__ = ['run_trial', 'copy_architectures']
 
 Log = Callable[[str], None]
 
@@ -136,8 +136,28 @@ def _search_final(cfg, out: Path, arch_file: Path, wall: float) -> dict[str, Any
             final['budget'] = [row.get('budget') for row in doc['architectures']]
     elif 'budget' in doc:                           # the export's measured cost against the budget
         final['budget'] = doc['budget']
-    final.update(architectures=archs, architecture_file=str(Path(arch_file).resolve()), search_time_s=round(wall, 1))
+    final.update(architectures=archs, architecture_file=str(Path(arch_file).resolve()), search_time_s=round(wall, 1),
+                 architecture_document=doc)
     return final
+
+
+def copy_architectures(jobs: list[dict], folder: Path, log: Log = print) -> dict[str, Path]:
+    """Write every successful search trial's architecture file into ``folder/<search>/`` on THIS machine, from
+    the ``architecture_document`` of its final result (the trial may have run on another machine, whose files
+    NNI does not bring back). Returns search key -> the copy."""
+    copies: dict[str, Path] = {}
+    for job in jobs:
+        params, final = job.get('parameters') or {}, job.get('final')
+        if params.get('phase') != 'search' or not isinstance(final, dict):
+            continue
+        doc = final.get('architecture_document')
+        if not isinstance(doc, dict):
+            continue
+        name = Path(str(final.get('architecture_file') or 'architecture.json')).name
+        copies[params['search']] = write_json(folder / str(params['search']) / name, doc)
+    if copies:
+        log(f'architecture files of the searches: {", ".join(str(p) for p in copies.values())}')
+    return copies
 
 
 def _retrain_trial(cfg, spec, params: Mapping[str, Any], channel: TrialChannel, log: Log) -> int:

@@ -11,6 +11,7 @@ import os
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any, Mapping
 
 import nni
@@ -67,12 +68,11 @@ class TrialChannel:
 def _use_recorded_parameters() -> None:
     """Make ``nni.trial``'s parameters the ones NNI's manager records (and the web UI shows) for this trial.
 
-    NNI 3.0's local training service hands the queued parameter sets to trial processes in the order the
-    processes ask for them, not the order the trials were submitted in: with several trials starting
-    together, a trial can receive the parameters the manager lists for another one. The manager's REST
-    API (the trial's command channel, ``http://localhost:PORT/env/...``, is served beside it) tells the
-    trial its own record; it is used when it differs. Where the API cannot be reached (other training
-    services), the received parameters stay.
+    NNI 3.0's local and remote training services hand the queued parameter sets to trial processes in the
+    order the processes ask for them, not the order the trials were submitted in: with several trials starting
+    together (on one machine or on several), a trial can receive the parameters the manager lists for another
+    one. The manager's REST API tells the trial its own record; it is used when it differs. Where the API cannot
+    be reached (other training services), the received parameters stay.
     """
     received = nni.trial._params                            # noqa: SLF001
     recorded = _recorded_parameters()
@@ -84,11 +84,37 @@ def _use_recorded_parameters() -> None:
     nni.trial._params = recorded                            # noqa: SLF001
 
 
-def _recorded_parameters() -> dict | None:
-    url, trial = os.environ.get('NNI_TRIAL_COMMAND_CHANNEL', ''), os.environ.get('NNI_TRIAL_JOB_ID')
-    if not trial or '/env/' not in url or not url.startswith(('http://', 'ws://')):
+def _manager_url() -> str | None:
+    """``http://HOST:PORT[/prefix]`` of NNI's manager, as this trial can reach it.
+
+    Local service: the trial's command channel (``http://localhost:PORT/env/...``) is served beside the REST API.
+    Remote service: the channel belongs to the trial keeper on this machine; the manager is where the trial keeper
+    connects to, ``managerCommandChannel`` (``ws://nniManagerIp:PORT/platform/...``) of the ``launcher_config.json``
+    NNI 3.0 writes into ``<environment>/trial_keeper*/`` beside ``<environment>/trials/<trial>`` (NNI_OUTPUT_DIR).
+    """
+    url = os.environ.get('NNI_TRIAL_COMMAND_CHANNEL', '')
+    if os.environ.get('NNI_PLATFORM') == 'remote':
+        output = os.environ.get('NNI_OUTPUT_DIR')
+        if not output:
+            return None
+        configs = sorted(Path(output).parent.parent.glob('trial_keeper*/launcher_config.json'),
+                         key=lambda p: p.stat().st_mtime)
+        try:
+            channel = json.loads(configs[-1].read_text(encoding='utf-8'))['managerCommandChannel']
+        except (IndexError, OSError, ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(channel, str) or '/platform/' not in channel or not channel.startswith('ws://'):
+            return None
+        return channel.split('/platform/')[0].replace('ws://', 'http://', 1)
+    if '/env/' not in url or not url.startswith(('http://', 'ws://')):
         return None
-    base = url.split('/env/')[0].replace('ws://', 'http://', 1)
+    return url.split('/env/')[0].replace('ws://', 'http://', 1)
+
+
+def _recorded_parameters() -> dict | None:
+    trial, base = os.environ.get('NNI_TRIAL_JOB_ID'), _manager_url()
+    if not trial or base is None:
+        return None
     for attempt in range(3):
         try:
             with urllib.request.urlopen(f'{base}/api/v1/nni/trial-jobs/{trial}', timeout=20) as response:

@@ -41,7 +41,9 @@ import logging
 import math
 import os
 import platform
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,6 +147,44 @@ def process_rank(cfg: ExperimentConfig) -> int:
     return (int(node) if node.isdigit() else 0) * cfg.search.devices + (int(local) if local.isdigit() else 0)
 
 
+#: Variables by which Lightning recognises a cluster scheduler or launcher that tells every process its rank
+#: (SLURM, torchrun / TorchElastic, LSF, Kubeflow's PyTorchJob through MASTER_ADDR + RANK + WORLD_SIZE).
+_SCHEDULER_VARIABLES = ('SLURM_NTASKS', 'TORCHELASTIC_RUN_ID', 'GROUP_RANK', 'LSB_JOBID', 'RANK')
+
+
+def check_nodes(cfg: ExperimentConfig, environ: dict[str, str] | None = None) -> None:
+    """A search on ``search.num_nodes`` > 1 machines: every node must be told where node 0 listens and which node it
+    is, else its first collective call waits (30 minutes by default) for processes that never come."""
+    if cfg.search.num_nodes == 1:
+        return
+    env = os.environ if environ is None else environ
+    nodes, devices = cfg.search.num_nodes, cfg.search.devices
+    how = (f'start `nni-asng search` once on each of the {nodes} machines with MASTER_ADDR=<address of node 0>, '
+           f'MASTER_PORT=<a free port on node 0>, NODE_RANK=<0..{nodes - 1}> (and the same config and --output on '
+           f'storage every node sees), or under a scheduler that sets them (SLURM, torchrun); docs/multi-machine.md')
+    if any(key in env for key in _SCHEDULER_VARIABLES):
+        size = env.get('WORLD_SIZE', env.get('SLURM_NTASKS'))
+        if size is not None and size.isdigit() and int(size) != nodes * devices:
+            raise ConfigError(f'search.num_nodes={nodes} x search.devices={devices} = {nodes * devices} processes, '
+                              f'but the scheduler started {size} (WORLD_SIZE / SLURM_NTASKS): ask it for {nodes} '
+                              f'node(s) with {devices} task(s) each, or change the config')
+        return
+    missing = [key for key in ('MASTER_ADDR', 'MASTER_PORT', 'NODE_RANK') if not env.get(key)]
+    if missing:
+        raise ConfigError(f'search.num_nodes is {nodes}, but {", ".join(missing)} {"is" if len(missing) == 1 else "are"} '
+                          f'not set: {how}')
+    node, port = env['NODE_RANK'], env['MASTER_PORT']
+    if not node.isdigit() or int(node) >= nodes:
+        raise ConfigError(f'NODE_RANK={node!r} but search.num_nodes is {nodes}: NODE_RANK must be one of '
+                          f'0..{nodes - 1}, a different one on each machine')
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f'MASTER_PORT={port!r} is not a port number (1..65535)')
+    size = env.get('WORLD_SIZE')
+    if size is not None and size != str(nodes * devices):
+        raise ConfigError(f'WORLD_SIZE={size} but search.num_nodes={nodes} x search.devices={devices} = '
+                          f'{nodes * devices} processes: set WORLD_SIZE={nodes * devices} (or leave it unset)')
+
+
 def _check_resume(out: Path, cfg: ExperimentConfig) -> Path:
     ckpt = out / 'checkpoints' / 'last.ckpt'
     if not ckpt.is_file():
@@ -198,11 +238,16 @@ def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *
                overwrite: bool = False, log: Log = print) -> SearchResult:
     """One-shot search as configured; writes the files listed in the module docstring."""
     out = Path(output) if output is not None else cfg.output_dir
+    check_nodes(cfg)
     rank = process_rank(cfg)
     if rank:                          # a DDP worker: rank 0 owns the output folder and the messages
         log = _no_log
     if resume and not (out / 'checkpoints' / 'last.ckpt').is_file():
-        raise UserError(f'--resume: no checkpoint to resume from ({out / "checkpoints" / "last.ckpt"} does not exist)')
+        shared = (f' on this node (rank {rank}); every node of a multi-node search reads the checkpoint, so --output '
+                  'must be on storage all nodes share (or hold a copy of checkpoints/last.ckpt)'
+                  if cfg.search.num_nodes > 1 else '')
+        raise UserError(f'--resume: no checkpoint to resume from ({out / "checkpoints" / "last.ckpt"} does not '
+                        f'exist{shared})')
     if rank == 0:
         check_output(out, resume=resume, overwrite=overwrite, what='search results')
     ckpt = _check_resume(out, cfg) if resume else None
@@ -234,7 +279,11 @@ def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *
                                           fit_kwargs=fit_kwargs)
     exp = InProcessExperiment(parts.space, evaluator, strategy)
     exp.config.experiment_name = cfg.name
-    exp.config.experiment_working_directory = str((out / 'nni-experiments').resolve())
+    # NNI's own records: rank 0's in the output folder; the other ranks' (on another node, possibly started before
+    # node 0 has checked that folder) in a temporary one, so that they never write into the output.
+    private = tempfile.mkdtemp(prefix=f'nni-asng-rank{rank}-') if rank else None
+    exp.config.experiment_working_directory = private or str((out / 'nni-experiments').resolve())
+
 
     started = time.time()
     summary: dict[str, Any] = {'name': cfg.name, 'command': 'search', 'status': 'running',
@@ -264,6 +313,8 @@ def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *
     finally:
         with contextlib.suppress(Exception):
             exp.stop()
+        if private is not None:
+            shutil.rmtree(private, ignore_errors=True)
     wall = time.time() - started
     trainer = evaluator.trainer
     if cfg.search.checkpoint_every_n_steps:
@@ -282,6 +333,7 @@ def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *
     digests = getattr(strategy.oneshot_module, 'rank_digests', None) if strategy_e.ours else None
     if digests:
         summary['search_state_sha256'] = digests          # one per rank; equal (checked at the end of training)
+        summary['export_sha256'] = strategy.oneshot_module.rank_export_digests   # likewise, of what each exports
     write_json(out / 'summary.json', summary)
     return result
 
