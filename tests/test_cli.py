@@ -15,7 +15,7 @@ import torch
 from nni_asng.app.cli import main
 from nni_asng.data.fashion_mnist import DEFAULT_ROOT
 
-CONFIGS = Path(__file__).resolve().parents[1] / 'experiments' / 'configs'
+CONFIGS = Path(__file__).resolve().parents[1] / 'nni_asng' / 'app' / 'configs'
 MAIN_JOB = CONFIGS / 'asng_enas_fashion_mnist.yaml'
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_ROOT / 'train-images-idx3-ubyte.gz').is_file(),

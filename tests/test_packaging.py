@@ -153,3 +153,88 @@ def test_installing_the_wheel_keeps_a_supported_torch(built_wheel, tmp_path):
          timeout=300, env=unconstrained)
     plan = _would_install(python, built_wheel, tmp_path)
     assert 'torch' in plan, 'the control failed: an unsupported torch should be replaced'
+
+
+#: The main job shrunk to seconds (a few hundred images, one epoch, two channels).
+TINY_MAIN_JOB = ['data.limit=192', 'data.batch_size=32', 'space.args.channels=2', 'search.epochs=1',
+                 'search.progress_bar=false', 'search.threads=1', 'retrain.space_args.channels=2',
+                 'retrain.epochs=1', 'retrain.limit=192', 'retrain.test_limit=200', 'retrain.batch_size=64',
+                 'retrain.progress_bar=false', 'retrain.threads=1']
+
+
+@pytest.mark.slow
+def test_the_wheel_alone_runs_a_shipped_config_from_an_empty_folder(built_wheel, tmp_path):
+    """README's install-to-first-search path without a clone: the wheel carries the configs, and
+    ``nni-asng run asng_enas_fashion_mnist`` in an empty folder outside the source tree searches, retrains and
+    prints the test accuracy. The venv is fresh and holds nni-asng from the wheel only; its dependencies (NNI,
+    torch, Lightning, the cli extra) are this environment's, appended to its path (the resolver test above
+    covers installing them)."""
+    with zipfile.ZipFile(built_wheel) as zf:
+        shipped = {n for n in zf.namelist() if n.startswith('nni_asng/app/configs/') and n.endswith('.yaml')}
+    assert 'nni_asng/app/configs/asng_enas_fashion_mnist.yaml' in shipped and len(shipped) >= 7, shipped
+    venv = tmp_path / 'venv'
+    _run([sys.executable, '-m', 'venv', '--without-pip', venv], timeout=300)
+    python = venv / 'bin' / 'python'
+    site = Path(_run([python, '-c', 'import sysconfig; print(sysconfig.get_paths()["purelib"])']).stdout.strip())
+    # Plain path lines: the .pth files of those folders (nni-asng's editable install among them) are not read.
+    (site / 'dependencies-of-the-test.pth').write_text(
+        ''.join(p + '\n' for p in sys.path if p.endswith('site-packages') and Path(p).is_dir()))
+    _run([*_pip(python), 'install', '--quiet', '--no-deps', '--no-index', built_wheel], timeout=300)
+    work = tmp_path / 'empty'
+    work.mkdir()
+    env = {**os.environ, 'HOME': str(tmp_path / 'home'), 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1'}
+    env.pop('PYTHONPATH', None)
+    where = _run([python, '-c', 'import nni_asng, search_spaces; print(nni_asng.__file__, search_spaces.__file__)'],
+                 cwd=work, env=env)
+    assert all(path.startswith(str(venv)) for path in where.stdout.split()), where.stdout
+    listing = _run([venv / 'bin' / 'nni-asng', 'configs'], cwd=work, env=env).stdout
+    assert 'asng_enas_fashion_mnist' in listing and 'asng_cae_cat_inpainting' in listing
+    sets = [arg for item in TINY_MAIN_JOB for arg in ('--set', item)]
+    result = _run([venv / 'bin' / 'nni-asng', 'run', 'asng_enas_fashion_mnist', *sets], cwd=work, env=env,
+                  timeout=900)
+    assert 'TEST ACCURACY' in result.stdout, result.stdout[-2000:]
+    assert (work / 'runs' / 'asng_enas_fashion_mnist' / 'architecture.json').is_file()
+
+
+def _without(blocked: tuple[str, ...], code: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``code`` (or ``python -m nni_asng ARGS`` when code is empty) with ``blocked`` packages missing."""
+    blocker = ('import sys, importlib.abc\n'
+               'class Missing(importlib.abc.MetaPathFinder):\n'
+               '    def find_spec(self, name, path=None, target=None):\n'
+               f'        if name.split(".")[0] in {blocked!r}:\n'
+               '            raise ModuleNotFoundError(f"No module named {name!r}", name=name)\n'
+               'sys.meta_path.insert(0, Missing())\n')
+    runner = code or f'import sys; sys.argv = ["nni-asng", *{list(args)!r}]; from nni_asng.app.cli import main; sys.exit(main())'
+    return subprocess.run([sys.executable, '-c', blocker + runner], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120)
+
+
+def test_a_strategy_without_nni_says_what_to_install():
+    result = _without(('nni',), 'import nni_asng\nnni_asng.ASNG()\n')
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith('nni_asng.dependencies.MissingDependencyError: nni_asng.ASNG needs NNI 3.0'), last
+    assert 'pip install "nni==3.0"' in last
+
+
+def test_the_command_line_without_nni_or_torch_says_what_to_install():
+    result = _without(('torch',), '', 'list')
+    assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr[-2000:]
+    assert 'nni-asng list needs PyTorch' in result.stderr and 'pip install "torch>=' in result.stderr
+    result = _without(('nni',), '', 'check', 'asng_enas_fashion_mnist')
+    assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr[-2000:]
+    assert 'nni-asng check needs NNI 3.0' in result.stderr and 'pip install "nni==3.0"' in result.stderr
+    # What needs neither still works: the names of spaces and strategies, the shipped configs.
+    result = _without(('nni',), '', 'list')
+    assert result.returncode == 0 and 'asng' in result.stdout, result.stderr[-2000:]
+    result = _without(('nni', 'torch', 'pytorch_lightning'), '', 'configs')
+    assert result.returncode == 0 and 'asng_enas_fashion_mnist' in result.stdout, result.stderr[-2000:]
+
+
+def test_declared_requirements_match_pyproject():
+    """The pip commands of the missing-dependency errors name the ranges pyproject.toml declares."""
+    from nni_asng.dependencies import REQUIREMENTS
+    pyproject = (ROOT / 'pyproject.toml').read_text()
+    for module, (_, requirement) in REQUIREMENTS.items():
+        if not requirement.startswith('nni-asng'):
+            assert f'"{requirement}"' in pyproject, (module, requirement)

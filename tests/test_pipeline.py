@@ -32,7 +32,7 @@ from pipeline_harness import MODULE, write_config, write_user_module
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-MAIN_CONFIG = REPO / 'experiments' / 'configs' / 'asng_enas_fashion_mnist.yaml'
+MAIN_CONFIG = REPO / 'nni_asng' / 'app' / 'configs' / 'asng_enas_fashion_mnist.yaml'
 PIPELINE_YML = REPO / 'experiments' / 'nni' / 'asng_enas_fashion_mnist_pipeline.yml'
 TINY = ['data.limit=192', 'data.batch_size=32', 'space.args.channels=2', 'search.epochs=2',
         'search.progress_bar=false', 'search.checkpoint_every_n_steps=2', 'retrain.space_args.channels=2',
@@ -317,13 +317,24 @@ def wait_for(predicate, timeout: float, interval: float = 2.0):
     raise AssertionError(f'timed out after {timeout} s')
 
 
-def test_plain_nni_yaml_with_register_stop_view_and_resume(tmp_path):
+def nni_asng_register(env: dict, *args: str) -> int:
+    """``nni-asng register [--unregister]`` in process (what ``python -m nni_asng`` runs, without its seconds of
+    imports); its ``nnictl algo`` subprocess sees ``env``'s HOME and NNI_CONFIG_DIR."""
+    from nni_asng.app.cli import main
+    with pytest.MonkeyPatch.context() as mp:
+        for key in ('HOME', 'NNI_CONFIG_DIR', 'PYTHONWARNINGS', 'PATH'):
+            mp.setenv(key, env[key])
+        return main(['register', *args])
+
+
+def test_plain_nni_yaml_with_register_stop_view_and_resume(tmp_path, capsys):
     pytest.importorskip('search_spaces.enas_cell')
     needs_fashion_mnist()
     env = environment(tmp_path)
-    registered = subprocess.run([sys.executable, '-m', 'nni_asng', 'register'], capture_output=True, text=True,
-                                env=env, timeout=180)
-    assert registered.returncode == 0 and 'NniAsngPipeline' in registered.stdout, registered.stderr
+    capsys.readouterr()
+    assert nni_asng_register(env) == 0
+    registered = capsys.readouterr()
+    assert 'NniAsngPipeline' in registered.out, registered.err
     listing = nnictl('algo', 'list', env=env).stdout
     assert 'NniAsngPipeline' in listing and 'nni_asng.app.experiment.advisor' in listing
 
@@ -361,7 +372,7 @@ def test_plain_nni_yaml_with_register_stop_view_and_resume(tmp_path):
 
         # nnictl resume: the same trial restarts in its folder and continues from the checkpoint; then retraining
         start_with_nnictl(['resume', experiment_id], port, env)
-        wait_for(lambda: rest(port, '/check-status')['status'] == 'DONE', 900, interval=5)
+        wait_for(lambda: rest(port, '/check-status')['status'] == 'DONE', 900, interval=1)
         jobs = {job_parameters(j)['phase']: j for j in rest(port, '/trial-jobs')}
         assert jobs['search']['trialJobId'] == search and jobs['search']['status'] == 'SUCCEEDED'
         assert jobs['retrain']['status'] == 'SUCCEEDED'
@@ -373,5 +384,4 @@ def test_plain_nni_yaml_with_register_stop_view_and_resume(tmp_path):
     finally:
         if experiment_id is not None:
             nnictl('stop', experiment_id, env=env)
-        subprocess.run([sys.executable, '-m', 'nni_asng', 'register', '--unregister'], capture_output=True, env=env,
-                       timeout=180)
+        nni_asng_register(env, '--unregister')

@@ -38,7 +38,7 @@ def test_sweep_plan_and_trial_parameters(user_module, tmp_path):
 
 def test_multi_complexity_plans_one_retraining_per_epsilon(tmp_path):
     from nni_asng.app.experiment.sweep import exported_count, planned_trials
-    path = os.path.join(os.path.dirname(__file__), '..', 'experiments', 'configs',
+    path = os.path.join(os.path.dirname(__file__), '..', 'nni_asng', 'app', 'configs',
                         'multi_complexity_enas_fashion_mnist.yaml')
     cfg = load_config(path)
     assert exported_count(cfg) == 4 and planned_trials(cfg) == 1 + 4 * len(cfg.retrain.seeds)
@@ -310,7 +310,7 @@ def test_reports_do_not_change_the_search(tmp_path, monkeypatch):
     from nni.runtime import trial_command_channel as channels
 
     from nni_asng.app import run_search
-    config = os.path.join(os.path.dirname(__file__), '..', 'experiments', 'configs', 'asng_enas_fashion_mnist.yaml')
+    config = os.path.join(os.path.dirname(__file__), '..', 'nni_asng', 'app', 'configs', 'asng_enas_fashion_mnist.yaml')
     cfg = load_config(config, ['data.limit=192', 'data.batch_size=32', 'space.args.channels=2', 'search.epochs=2',
                                'search.progress_bar=false', 'launch.report_every_n_steps=2'])
     plain = run_search(cfg, tmp_path / 'plain', log=lambda m: None)

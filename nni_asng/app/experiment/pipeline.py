@@ -30,10 +30,9 @@ import yaml
 
 from ..config.errors import ConfigError, LaunchError
 from ..config.loading import dump_config, parse_config
-from ..runners.assembly import search_data, search_space
+from ..runners.assembly import preflight
 from ..runners.jobs import TERMINAL_STATES, argmax_metric
 from ..runners.outputs import prepare_output, write_json, write_text
-from ..runners.quiet import quiet_warnings
 from .advisor import ADVISOR_CLASS
 from .manager import (announce_and_wait, experiment_config, rest_get, start_experiment, stop_experiment,
                       training_service, trial_command, trial_failure, trial_jobs)
@@ -80,13 +79,10 @@ def _with_retrain_seeds(cfg, seeds):
 
 
 def _check_inputs(cfg, log: Log) -> None:
-    """Fail now, not in a trial, on data that cannot be read or a space that rejects its arguments."""
-    spec = search_specs(cfg)[0]
-    first = search_config(cfg, spec)
-    with quiet_warnings():
-        data = search_data(first)
-        search_space(first, data.info)
-    log(f'{len(search_specs(cfg))} search(es) of space {cfg.space.name!r} on {data.sizes[0]} + {data.sizes[1]} '
+    """Fail now, not in a trial, on data that cannot be read, a space or strategy that rejects its arguments."""
+    specs = search_specs(cfg)
+    parts = preflight(search_config(cfg, specs[0]))
+    log(f'{len(specs)} search(es) of space {cfg.space.name!r} on {parts.data.sizes[0]} + {parts.data.sizes[1]} '
         f'examples (D_x + D_θ), then {len(cfg.retrain.seeds)} retraining seed(s) per exported architecture')
 
 
