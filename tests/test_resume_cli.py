@@ -245,3 +245,43 @@ def test_every_strategy_resumes_mid_epoch_bit_for_bit(name, args, tmp_path, monk
     assert state_digest(state_a['searcher']) == state_digest(state_b['searcher'])
     assert state_a['history'] == state_b['history'] and len(state_a['history']) == 2
     assert d_weights == 0.0
+
+
+class _Trainer:
+    """What GracefulStop reads of a trainer (one process)."""
+    world_size, current_epoch, global_step, received_sigterm = 1, 3, 40, False
+
+    def __init__(self, last: bool):
+        self.is_last_batch = last
+        self.saved: list[str] = []
+
+    def save_checkpoint(self, path: str) -> None:
+        self.saved.append(path)
+
+
+@pytest.mark.parametrize('last', [False, True])
+def test_a_stop_in_an_epochs_last_step_waits_for_its_end(tmp_path, last):
+    """A signal during an epoch's last step stops at the epoch's end, after the callbacks listed before GracefulStop
+    (an NNI trial's report of that epoch) ran: a resumed run starts at the next epoch and would never report it.
+    Elsewhere it stops right after the step."""
+    from nni_asng.app.config.errors import SearchInterrupted
+    from nni_asng.app.runners.stopping import GracefulStop
+    stop, trainer = GracefulStop(tmp_path / 'last.ckpt', announce=False), _Trainer(last)
+    stop.requested = 'SIGTERM'
+    if not last:
+        with pytest.raises(SearchInterrupted):
+            stop.on_train_batch_end(trainer, None, None, None, 7)
+        assert trainer.saved == [str(tmp_path / 'last.ckpt')]
+        return
+    stop.on_train_batch_end(trainer, None, None, None, 7)
+    assert trainer.saved == [] and not stop.stopped
+    with pytest.raises(SearchInterrupted):
+        stop.on_train_epoch_end(trainer, None)
+    assert trainer.saved == [str(tmp_path / 'last.ckpt')] and stop.stopped
+
+
+def test_the_stop_is_the_last_callback_of_a_search():
+    """runs.py lists GracefulStop after the trial reporter, so the epoch's report comes before a stop at its end."""
+    source = (Path(__file__).resolve().parents[1] / 'nni_asng' / 'app' / 'runners' / 'runs.py').read_text()
+    reporter, stop = source.index('callbacks.append(assembly.trial_reporter('), source.index('callbacks.append(stop)')
+    assert reporter < stop

@@ -266,12 +266,13 @@ def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *
 
     # Ctrl-C / SIGTERM: finish the step, save checkpoints/last.ckpt, raise SearchInterrupted.
     stop = GracefulStop(out / 'checkpoints' / 'last.ckpt', announce=rank == 0)
-    callbacks: list = [stop]
+    callbacks: list = []
     if cfg.search.checkpoint_every_n_steps:
         callbacks.append(ModelCheckpoint(dirpath=out / 'checkpoints', filename='step{step}', save_top_k=0,
                                          save_last=True, every_n_train_steps=cfg.search.checkpoint_every_n_steps))
     if rank == 0 and in_nni_trial():  # a trial of an NNI experiment: progress to the web UI (.reporter)
         callbacks.append(assembly.trial_reporter(parts, out))
+    callbacks.append(stop)            # last: a stop at an epoch's end comes after the epoch's report
     # A resumed run logs beside the first one (Lightning's CSV logger would replace its metrics.csv).
     version = time.strftime('resumed_%Y%m%d-%H%M%S') if resume else ''
     logger = CSVLogger(save_dir=str(out), name='logs', version=version)
@@ -283,7 +284,6 @@ def run_search(cfg: ExperimentConfig, output: str | os.PathLike | None = None, *
     # node 0 has checked that folder) in a temporary one, so that they never write into the output.
     private = tempfile.mkdtemp(prefix=f'nni-asng-rank{rank}-') if rank else None
     exp.config.experiment_working_directory = private or str((out / 'nni-experiments').resolve())
-
 
     started = time.time()
     summary: dict[str, Any] = {'name': cfg.name, 'command': 'search', 'status': 'running',

@@ -10,7 +10,8 @@ What Lightning 2.6 does by itself, and why that is not enough for a search:
 
 :class:`GracefulStop` replaces both handlers while the search trains. A signal only sets a flag; at
 the end of the current training step (``on_train_batch_end``, where Lightning's own periodic
-checkpoints are written, so the saved state is one Lightning restores exactly) the callback saves
+checkpoints are written, so the saved state is one Lightning restores exactly; after an epoch's last step, at
+the epoch's end, once the callbacks listed before this one reported the epoch) the callback saves
 ``checkpoint_path`` and raises :class:`~nni_asng.app.config.errors.SearchInterrupted`. A second Ctrl-C aborts at
 once without saving (the last checkpoint on disk is kept). Under DDP the flag is or-reduced over
 the ranks at every step, so all ranks stop after the same step whichever rank got the signal.
@@ -42,6 +43,7 @@ class GracefulStop(Callback):
         self.announce = announce
         self.requested: Optional[str] = None
         self.stopped = False                     # set when the search stopped on a signal
+        self._at_epoch_end = False               # a signal during an epoch's last step: stop at its end
         self._previous: dict[int, Any] = {}
 
     # ------------------------------------------------------------------ handlers
@@ -83,6 +85,19 @@ class GracefulStop(Callback):
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if not stop:
             return
+        if trainer.is_last_batch:
+            # The epoch's last step: the epoch-end hooks of the callbacks before this one (an NNI trial's report
+            # of the epoch) run first, then on_train_epoch_end stops; a resumed run starts the next epoch and
+            # would never report this one.
+            self._at_epoch_end = True
+            return
+        self._stop(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self._at_epoch_end:
+            self._stop(trainer)
+
+    def _stop(self, trainer) -> None:
         reason = self.requested or 'SIGTERM'
         trainer.save_checkpoint(str(self.checkpoint_path))    # every rank takes part; rank 0 writes
         self._restore()
