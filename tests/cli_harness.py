@@ -180,6 +180,38 @@ def alive(pid: Optional[int]) -> bool:
         return False
 
 
+class Launch:
+    """``nni-asng launch CONFIG --output OUT --port P`` (no --arch: the pipeline) in a subprocess; ``stop()`` ends
+    its experiment (what ``nni-asng launch --stop`` does, in this process: a subprocess would only add imports)."""
+
+    def __init__(self, config: Path, out: Path, env: dict, extra: Any = (), timeout: float = 1500):
+        self.out, self.env, self.port = out, env, free_port()
+        self.args = [sys.executable, '-m', 'nni_asng', 'launch', str(config), '--output', str(out)]
+        started = time.time()
+        self.result = subprocess.run(self.args + ['--port', str(self.port), *extra], capture_output=True, text=True,
+                                     env=env, timeout=timeout, cwd=out.parent)
+        self.seconds = time.time() - started
+
+    @property
+    def record(self) -> dict:
+        return json.loads((self.out / 'launch' / 'launch.json').read_text())
+
+    def output(self) -> str:
+        return f'--- stdout\n{self.result.stdout[-5000:]}\n--- stderr\n{self.result.stderr[-5000:]}'
+
+    def stop(self) -> None:
+        from nni_asng.app.experiment.manager import stop_experiment
+        if not (self.out / 'launch' / 'launch.json').is_file():
+            return
+        record = self.record
+        stop_experiment(record['id'], record['port'], record.get('pid'))
+        pid, deadline = record.get('pid'), time.time() + 60
+        while alive(pid) and time.time() < deadline:
+            time.sleep(0.5)
+        if alive(pid):
+            os.kill(pid, 9)
+
+
 __all__ = ['needs_fashion_mnist', 'TINY', 'write_config', 'run_cli', 'CliProcess', 'checkpoint_step',
            'wait_for_checkpoint', 'interrupt_after', 'assert_valid_architecture', 'free_port', 'rest', 'decode',
-           'job_parameters', 'alive']
+           'job_parameters', 'alive', 'Launch']

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cli_harness import alive, decode, free_port, job_parameters, rest
+from cli_harness import Launch, decode, free_port, job_parameters, rest
 from pipeline_harness import MODULE, write_config, write_user_module
 
 pytestmark = pytest.mark.slow
@@ -67,33 +67,6 @@ def environment(root: Path, python_path: Path | None = None) -> dict[str, str]:
 def trial_folder(working: Path, trial: str) -> Path:
     [folder] = [p for p in Path(working).rglob(trial) if p.is_dir() and p.parent.name == 'trials']
     return folder
-
-
-class Launch:
-    """``nni-asng launch CONFIG`` (no --arch: the pipeline) in a subprocess; ``stop()`` ends its experiment."""
-
-    def __init__(self, config: Path, out: Path, env: dict, extra: list[str] = ()):
-        self.out, self.env, self.port = out, env, free_port()
-        self.args = [sys.executable, '-m', 'nni_asng', 'launch', str(config), '--output', str(out)]
-        self.result = subprocess.run(self.args + ['--port', str(self.port), *extra], capture_output=True, text=True,
-                                     env=env, timeout=1500, cwd=out.parent)
-
-    @property
-    def record(self) -> dict:
-        return json.loads((self.out / 'launch' / 'launch.json').read_text())
-
-    def output(self) -> str:
-        return f'--- stdout\n{self.result.stdout[-4000:]}\n--- stderr\n{self.result.stderr[-4000:]}'
-
-    def stop(self) -> None:
-        if not (self.out / 'launch' / 'launch.json').is_file():
-            return
-        subprocess.run(self.args + ['--stop'], capture_output=True, text=True, env=self.env, timeout=180)
-        pid, deadline = self.record.get('pid'), time.time() + 60
-        while alive(pid) and time.time() < deadline:
-            time.sleep(0.5)
-        if alive(pid):
-            os.kill(pid, 9)
 
 
 # ---------------------------------------------------------------------------------------------- main config

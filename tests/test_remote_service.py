@@ -19,14 +19,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from cli_harness import alive, decode, free_port, job_parameters, rest
+from cli_harness import Launch, decode, free_port, job_parameters, rest
 from pipeline_harness import MODULE, write_config, write_user_module
 from ssh_harness import Machines, missing_tools, python_without_nni_asng, venv_python_path
 
@@ -56,38 +55,6 @@ def machine_environment(user_module: Path) -> dict[str, str]:
 def remote_service(machines, python_paths) -> dict:
     return {'platform': 'remote', 'nniManagerIp': '127.0.0.1',
             'machineList': [m.entry(machines.client_key, p) for m, p in zip(machines, python_paths)]}
-
-
-class Launch:
-    """``nni-asng launch CONFIG --output OUT --port P`` in a subprocess; ``stop()`` ends its experiment."""
-
-    def __init__(self, config: Path, out: Path, env: dict, extra: tuple[str, ...] = (), timeout: float = 600):
-        self.out, self.env, self.port = out, env, free_port()
-        self.args = [sys.executable, '-m', 'nni_asng', 'launch', str(config), '--output', str(out)]
-        started = time.time()
-        self.result = subprocess.run(self.args + ['--port', str(self.port), *extra], capture_output=True, text=True,
-                                     env=env, timeout=timeout, cwd=out.parent)
-        self.seconds = time.time() - started
-
-    @property
-    def record(self) -> dict:
-        return json.loads((self.out / 'launch' / 'launch.json').read_text())
-
-    def output(self) -> str:
-        return f'--- stdout\n{self.result.stdout[-5000:]}\n--- stderr\n{self.result.stderr[-5000:]}'
-
-    def stop(self) -> None:
-        """What ``nni-asng launch --stop`` does, in this process (a subprocess would only add its imports)."""
-        from nni_asng.app.experiment.manager import stop_experiment
-        if not (self.out / 'launch' / 'launch.json').is_file():
-            return
-        record = self.record
-        stop_experiment(record['id'], record['port'], record.get('pid'))
-        pid, deadline = record.get('pid'), time.time() + 60
-        while alive(pid) and time.time() < deadline:
-            time.sleep(0.5)
-        if alive(pid):
-            os.kill(pid, 9)
 
 
 @pytest.fixture(scope='module')
