@@ -49,9 +49,8 @@ def resolve_config(config: str | os.PathLike) -> Path:
     shipped = builtin_path(str(config))
     if shipped is not None:
         return shipped
-    hint = ''
-    if builtin_path(path.name):
-        hint = f'; the shipped config of that name is `{builtin_path(path.name).stem}` (no folder)'
+    same_name = builtin_path(path.name)
+    hint = f'; the shipped config of that name is `{same_name.stem}` (no folder)' if same_name else ''
     raise ConfigError(f'config file {path} does not exist{hint}. Name a YAML file, or one of the configs '
                       f'that come with nni-asng: {", ".join(builtin_names())} (`nni-asng configs` lists them, '
                       f'`nni-asng configs --copy NAME` copies one here to edit)')
