@@ -335,6 +335,12 @@ class TabularBenchmark:
         """The expected test accuracy of a uniformly random architecture (classes weighted by their members)."""
         return float(np.average(self.accuracies, weights=self._weights))
 
+    def architecture_accuracies(self) -> np.ndarray:
+        """Every architecture of the space once: a class's accuracy repeated for each of its members (the
+        entries themselves in a table without classes), the exact distribution of a uniformly random
+        architecture that a search is tested against."""
+        return np.repeat(self.accuracies, self._weights.astype(int))
+
     def architectures(self) -> list[dict[str, Any]]:
         """One architecture per entry (a class's representative)."""
         return [self._entry(i).architecture for i in range(len(self))]

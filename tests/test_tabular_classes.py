@@ -50,6 +50,20 @@ def test_a_member_is_looked_up_as_its_class():
     assert cell(e0_3='conv_1x1') not in table                          # a class the table lacks
 
 
+
+def test_p_against_the_table_counts_every_architecture_once():
+    """A random architecture lands in a class in proportion to its members, so the protocol's "p against the
+    table" compares the exports with every architecture of the space, not with one value per class."""
+    from test_tabular_statistics import protocol
+    table = _class_table((CONV, 1, [0.8]), (SKIP, 1, [0.6]), (EMPTY, 3, [0.1]))
+    assert sorted(table.architecture_accuracies()) == pytest.approx([0.1, 0.1, 0.1, 0.6, 0.8])
+    record = {'strategy': 'asng', 'seed': 0, 'architecture': CONV_DEAD, 'history': [], 'supernet': None,
+              'search': {'wall_s': 1.0, 'cpu_s': 1.0, 'steps': 1}}
+    report = protocol.build_report([record], table, ['asng'], 1, 'cpu')
+    # ranks of [0.8 | 0.8, 0.6, 0.1, 0.1, 0.1]: the 0.1s share 2, 0.6 is 4, the 0.8s share 5.5; one value of
+    # six ranks is >= 5.5 with probability 2/6 (one value per class, [0.8 | 0.8, 0.6, 0.1], would give 2/4)
+    assert report['strategies']['asng']['p_vs_table'] == pytest.approx(1 / 3)
+
 def test_split_half_reliability_by_hand():
     # two seeds: one split; Spearman of [1,2,3,4] vs [2,1,4,3] = 1 - 6*4/(4*15) = 0.6 -> 2*0.6/1.6 = 0.75
     values = np.array([[1, 2], [2, 1], [3, 4], [4, 3]], float)

@@ -589,7 +589,7 @@ def build_report(records: list[dict], table, strategies: Sequence[str], seeds: i
             'percentile': _summary([s['percentile'] for s in seeds_out if s['in_table']]),
             'search_wall_s': _summary([s['search_wall_s'] for s in seeds_out]),
             'search_cpu_s': _summary([s['search_cpu_s'] for s in seeds_out]),
-            **p_values(strategy, accs, random_accs, random_one_shot_accs, table.accuracies),
+            **p_values(strategy, accs, random_accs, random_one_shot_accs, table.architecture_accuracies()),
             'kendall_tau': _summary(taus),
             'supernet_best': _summary([s['kendall']['supernet_best'] for s in seeds_out if s['kendall']]),
             'kendall_architectures': _summary([s['kendall']['architectures'] for s in seeds_out if s['kendall']]),
