@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,26 @@ def test_table_quality_figures():
     assert q.spread_across_architectures == pytest.approx(math.sqrt(0.05 / 4))
     # per entry with two seeds, std² = (a − b)² / 2: .0008 .0032 .005 .02; RMS = sqrt(.029 / 4)
     assert q.spread_across_seeds == pytest.approx(math.sqrt(0.029 / 4))
+
+
+def test_side_by_side_puts_each_strategy_row_of_each_run_next_to_the_other():
+    """side_by_side.py (the new defaults against the papers' settings): the numbers of each run's report, and
+    the top-10 % count against the table (its 90th percentile: 0.925 here, so only 'a' counts)."""
+    sys.path.insert(0, str(PROTOCOL.parent))
+    try:
+        import side_by_side
+    finally:
+        sys.path.remove(str(PROTOCOL.parent))
+    table = table_of(ACCURACY)
+    randoms = [_record(protocol.RANDOM, 0, 'e'), _record(protocol.RANDOM, 1, 'd')]
+    first = protocol.build_report([_record('asng', 0, 'a'), _record('asng', 1, 'b')] + randoms, table,
+                                  ['asng', protocol.RANDOM], 2, 'cpu')
+    second = protocol.build_report([_record('asng', 0, 'd'), _record('asng', 1, 'e')] + randoms, table,
+                                   ['asng', protocol.RANDOM], 2, 'cpu')
+    lines = side_by_side.side_by_side([first, second], ['new', 'paper'], table).splitlines()
+    asng = [line.split() for line in lines if line.startswith('ASNG ')]
+    # n | mean | median | pct med | top10 | p(>rand) | p(>table) | τ | sup-best | CPU s (median of 5 and 6)
+    assert asng[0] == ['ASNG', 'new', '2', '92.50', '92.50', '91.7', '1/2', '0.167', '0.179', '-', '-', '5.5']
+    # d (.80, 50th pct), e (.70, 33.3rd) against random e, d: the ranks 1.5 1.5 3.5 3.5, P(sum >= 5) = 5/6
+    assert asng[1][:8] == ['ASNG', 'paper', '2', '75.00', '75.00', '41.7', '0/2', '0.833']
+    assert [line.split()[:3] for line in lines if line.startswith('random ')] == [['random', 'architecture', 'new']]

@@ -42,7 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import protocol  # noqa: E402
 
-DEFAULT_OUTPUT = protocol.REPO / 'experiments' / 'results' / 'tabular' / 'budgets'
+DEFAULT_OUTPUT = protocol.REPO / 'experiments' / 'results' / 'tabular' / 'budgets_classes'
 PERCENTILES = (25, 50, 75)
 CHUNK = 15
 

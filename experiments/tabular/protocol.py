@@ -63,8 +63,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_TABLE = REPO / 'experiments' / 'results' / 'tabular' / 'nb201_fmnist'
-DEFAULT_OUTPUT = REPO / 'experiments' / 'results' / 'tabular' / 'protocol'
+DEFAULT_TABLE = REPO / 'experiments' / 'results' / 'tabular' / 'nb201_fmnist_classes'
+DEFAULT_OUTPUT = REPO / 'experiments' / 'results' / 'tabular' / 'protocol_classes'
 
 OURS = ('asng', 'sng', 'pdas', 'advantage_nas', 'reinforce', 'multi_complexity')
 RANDOM = 'random'
