@@ -1,5 +1,5 @@
-"""Budgets judged on a tabular benchmark (issue 23, item 4): constrained searches and latency fronts against the
-table's ground truth. NOT RUN YET: it needs the finished table and hours of CPU.
+"""Budgets judged on a tabular benchmark: constrained searches and latency fronts against the table's ground truth
+(results: experiments/README.md, "Budgets judged on the class table").
 
 Three steps, each resumable (a finished search keeps its result.json, a timed entry its line; run again to go on):
 
@@ -17,14 +17,16 @@ Three steps, each resumable (a finished search keeps its result.json, a timed en
     One multi-complexity search over latency per seed (``--epsilons``), its exports placed by the table (accuracy)
     and the latency column, against the table's Pareto front: hypervolume ratio (reference point: the table's
     largest latency and lowest accuracy; target >= 0.95); against N constrained ASNG searches at the latency
-    column's quantiles k/(N + 1) sharing the multi-complexity search's weight epochs (their CPU time is
-    reported beside it), and against N uniformly random entries.
+    column's quantiles k/(N + 1) sharing the multi-complexity search's epochs, weight and θ stages together
+    (their CPU time is reported beside it), and against N uniformly random entries.
 
-Example (the full run: the table of experiments/configs/tabular_nb201_fashion_mnist.yaml, 10 seeds)::
+Example (the run of experiments/README.md: the class table, 10 seeds; about 15 minutes on two cores). Latency is
+measured at each search's start too, so nothing else should run on the machine meanwhile (a loaded machine
+makes every network slower than the latency column says, and a tight budget then fails as unreachable)::
 
-    nice -n 5 python experiments/tabular/budgets.py latency
-    nice -n 5 python experiments/tabular/budgets.py constrained --seeds 10 --jobs 2
-    nice -n 5 python experiments/tabular/budgets.py front --seeds 10 --jobs 2
+    python experiments/tabular/budgets.py latency
+    python experiments/tabular/budgets.py constrained --strategies asng --seeds 10 --jobs 2
+    python experiments/tabular/budgets.py front --seeds 10 --jobs 2
 
 The searches are ``nni-asng search`` runs through ``protocol.py``'s job runner (same data, space and settings as
 the protocol; no Kendall τ); only nni_asng's public functions are used.
@@ -207,7 +209,8 @@ def front(args, truth, table, log) -> dict[str, Any]:
     mc = [make_job(args, 'multi_complexity', seed, 'front_multi_complexity',
                    ['strategy.args.complexity=latency_ms', f'strategy.args.epsilons={list(args.epsilons)}'],
                    args.epochs) for seed in range(args.seeds)]
-    each = max(1, round(args.epochs / n))        # N searches sharing the multi-complexity search's weight epochs
+    # N searches sharing the multi-complexity search's epochs (weights + θ): at least its CPU time in all
+    each = max(1, round((args.epochs + args.mc_theta_epochs) / n))
     quantiles = [float(np.quantile(lats, (k + 1) / (n + 1))) for k in range(n)]
     separate = [make_job(args, 'asng', seed, f'front_asng_q{k}', budget_overrides(b), each)
                 for k, b in enumerate(quantiles) for seed in range(args.seeds)]
@@ -220,16 +223,17 @@ def front(args, truth, table, log) -> dict[str, Any]:
 
     ratios: dict[str, list[float]] = {'multi_complexity': [], 'separate_asng': [], 'random': []}
     cpu: dict[str, list[float]] = {'multi_complexity': [], 'separate_asng': []}
+    exports: dict[str, list[list[tuple[float, float]]]] = {'multi_complexity': [], 'separate_asng': []}
     for seed in range(args.seeds):
         record = results.get(f'front_multi_complexity/{seed}')
         if record is not None:
-            ratios['multi_complexity'].append(hypervolume(place([e['architecture'] for e in record['exports']]),
-                                                          reference) / true_hv)
+            exports['multi_complexity'].append(place([e['architecture'] for e in record['exports']]))
+            ratios['multi_complexity'].append(hypervolume(exports['multi_complexity'][-1], reference) / true_hv)
             cpu['multi_complexity'].append(record['search']['cpu_s'])
         records = [results.get(f'front_asng_q{k}/{seed}') for k in range(n)]
         if all(r is not None for r in records):
-            ratios['separate_asng'].append(hypervolume(place([r['architecture'] for r in records]), reference)
-                                           / true_hv)
+            exports['separate_asng'].append(place([r['architecture'] for r in records]))
+            ratios['separate_asng'].append(hypervolume(exports['separate_asng'][-1], reference) / true_hv)
             cpu['separate_asng'].append(sum(r['search']['cpu_s'] for r in records))
         rng = np.random.default_rng([seed, 23])
         picks = [truth[int(i)] for i in rng.choice(len(truth), size=n, replace=False)]
@@ -238,7 +242,36 @@ def front(args, truth, table, log) -> dict[str, Any]:
             'epsilons': list(args.epsilons), 'separate_budgets_ms': quantiles, 'separate_epochs': each,
             'hypervolume_ratio': {k: {'median': float(np.median(v)) if v else None, 'values': v}
                                   for k, v in ratios.items()},
-            'cpu_s_median': {k: float(np.median(v)) if v else None for k, v in cpu.items()}}
+            'cpu_s_median': {k: float(np.median(v)) if v else None for k, v in cpu.items()},
+            'exports': exports}
+
+
+def plot_front(path: Path, truth, report: dict[str, Any]) -> Path:
+    """Every table entry, the true Pareto front and every seed's exports in the latency–accuracy plane."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    working = [(lat, acc) for _, lat, acc in truth if acc > report['reference'][1] + 0.05]
+    ax.scatter(*zip(*[(lat, 100 * acc) for lat, acc in working]), s=10, color='0.75', label='table entries')
+    front = report['true_front']
+    ax.step([lat for lat, _ in front], [100 * acc for _, acc in front], where='post', color='k',
+            label='true Pareto front')
+    styles = {'multi_complexity': ('o', 'tab:red', 'MultiComplexity (one search)'),
+              'separate_asng': ('s', 'tab:blue', f"{len(report['epsilons'])} constrained ASNG searches")}
+    for kind, (marker, color, label) in styles.items():
+        points = [p for seed in report['exports'][kind] for p in seed]
+        if points:
+            ax.scatter(*zip(*[(lat, 100 * acc) for lat, acc in points]), marker=marker, facecolors='none',
+                       edgecolors=color, s=60, label=f'{label}: exports of {len(report["exports"][kind])} seeds')
+    ax.set_xlabel('latency on this CPU (ms, one image, one thread)')
+    ax.set_ylabel('table test accuracy (%)')
+    ax.set_title('latency fronts against the table (above-chance entries)')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc='lower right')
+    fig.savefig(path, dpi=110, bbox_inches='tight')
+    plt.close(fig)
+    return path
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -277,6 +310,8 @@ def main(argv: Sequence[str] | None = None, log: Callable[[str], None] = print) 
         log('warning: some entries have no latency yet; they are left out of the ground truth')
     report = constrained(args, truth, table, log) if args.step == 'constrained' else front(args, truth, table, log)
     protocol._write_json(args.output / f'{args.step}.json', report)
+    if args.step == 'front':
+        log(f"written: {plot_front(args.output / 'front.png', truth, report)}")
     log(json.dumps(report, indent=1, default=str)[:4000])
     return report
 
