@@ -602,7 +602,7 @@ def build_report(records: list[dict], table, strategies: Sequence[str], seeds: i
 
 
 def _table_complete(table) -> bool | None:
-    n = table.meta.get('architectures')
+    n = len(table.meta['classes']) if table.meta.get('classes') else table.meta.get('architectures')
     return None if n is None else len(table) >= n
 
 
