@@ -21,17 +21,11 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import protocol  # noqa: E402  (the protocol script beside this one)
-from sweep import top_share  # noqa: E402
+from sweep import num, pct, top_share  # noqa: E402
 
 
 def side_by_side(reports: Sequence[dict[str, Any]], labels: Sequence[str], table) -> str:
     """The text table of the module docstring, from protocol reports (``results.json`` contents)."""
-    def pct(x):
-        return '-' if x is None else f'{100 * x:.2f}'
-
-    def num(x, digits=3):
-        return '-' if x is None else f'{x:.{digits}f}'
-
     common = [s for s in protocol.STRATEGIES if all(s in r['strategies'] for r in reports) and s != protocol.RANDOM]
     header = (f"{'strategy':<22} {'setting':<22} {'n':>3} {'acc % mean':>10} {'median':>7} {'pct med':>7} "
               f"{'top10%':>7} {'p(>rand)':>8} {'p(>table)':>9} {'Kendall τ':>9} {'sup-best':>8} {'CPU s':>6}")

@@ -101,13 +101,17 @@ def run_sweep(args: argparse.Namespace, log: Callable[[str], None] = print) -> l
     return rows
 
 
+def pct(x: float | None) -> str:
+    """A fraction as a percentage with two decimals; '-' for a missing value."""
+    return '-' if x is None else f'{100 * x:.2f}'
+
+
+def num(x: float | None, digits: int = 3) -> str:
+    """A number with ``digits`` decimals; '-' for a missing value."""
+    return '-' if x is None else f'{x:.{digits}f}'
+
+
 def format_sweep(args: argparse.Namespace, rows: Sequence[dict[str, Any]]) -> str:
-    def pct(x):
-        return '-' if x is None else f'{100 * x:.2f}'
-
-    def num(x, digits=3):
-        return '-' if x is None else f'{x:.{digits}f}'
-
     first = rows[0] if rows else {}
     lines = [f"sweep of {args.strategy}.{args.param}" + (f" (fixed: {args.fixed})" if args.fixed else '') +
              f"; {args.seeds} seeds x {args.epochs} epochs; table best {pct(first.get('table_best'))}%, "
